@@ -1,0 +1,47 @@
+"""Synthetic sequence tasks: pure, jittable `make_batch(key, settings, batch_size) -> Batch`.
+
+`SETTINGS` maps a task name (`config.task.name`) to its frozen settings class; `make_batch`
+dispatches on the settings' type.
+"""
+
+from __future__ import annotations
+
+import jax
+
+from seqresearch.tasks import agreement
+from seqresearch.tasks import copy
+from seqresearch.tasks.agreement import AgreementSettings
+from seqresearch.tasks.base import Batch
+from seqresearch.tasks.copy import CopySettings
+from seqresearch.tasks.copy import memoryless_baseline
+
+TaskSettings = CopySettings | AgreementSettings
+
+SETTINGS = {"copy": CopySettings, "agreement": AgreementSettings}
+
+
+def make_batch(key: jax.Array, settings: TaskSettings, batch_size: int) -> Batch:
+  """Draws a batch of the task that `settings` describes.
+
+  Pure and jittable with `settings` and `batch_size` static.
+
+  Args:
+    key: PRNG key.
+    settings: a CopySettings or AgreementSettings.
+    batch_size: B.
+
+  Returns:
+    Batch with [B, settings.seq_len] fields.
+  """
+  if isinstance(settings, CopySettings):
+    return copy.make_batch(key, settings, batch_size)
+  if isinstance(settings, AgreementSettings):
+    return agreement.make_batch(key, settings, batch_size)
+  raise TypeError(f"make_batch: unknown task settings {type(settings).__name__}; "
+                  f"expected one of {[cls.__name__ for cls in SETTINGS.values()]}.")
+
+
+__all__ = [
+    "AgreementSettings", "Batch", "CopySettings", "SETTINGS", "TaskSettings", "agreement",
+    "copy", "make_batch", "memoryless_baseline",
+]

@@ -1,0 +1,34 @@
+"""The batch every task returns: one pytree, the same fields for every task.
+
+Legend: B batch, T time (sequence length).
+"""
+
+from __future__ import annotations
+
+import jax
+from flax import struct
+
+
+@struct.dataclass
+class Batch:
+  """A batch of a synthetic sequence task.
+
+  Attributes:
+    inputs: [B, T] int32 token ids fed to the model.
+    targets: [B, T] int32 token ids the model must emit at each position.
+    weights: [B, T] float32, 1.0 exactly at the *scored* positions (the ones whose target
+      depends on an earlier input token); accuracy and accuracy-by-distance use these.
+    loss_weights: [B, T] float32, 1.0 where the training loss is taken. For the copy task this
+      is every real (unpadded) position, as in the standard formulation whose memoryless
+      baseline is L*ln(K)/(T+2L); for agreement it equals `weights`.
+    distance: [B, T] int32, at each scored position how many steps back lies the input token
+      the target depends on; 0 where not scored.
+    attractors: [B] int32 number of attractor nouns per example (agreement), or None.
+  """
+
+  inputs: jax.Array
+  targets: jax.Array
+  weights: jax.Array
+  loss_weights: jax.Array
+  distance: jax.Array
+  attractors: jax.Array | None = None

@@ -1,0 +1,151 @@
+"""Copy-memory task (Hochreiter & Schmidhuber 1997; Arjovsky et al. 2016).
+
+Token ids: 0 = blank, 1..K = symbols, K+1 = delimiter (vocab_size = K + 2). One example with
+delay T and copy length L (length T + 2L):
+
+  position  0 .. L-1     L .. L+T-2    L+T-1       L+T .. T+2L-1
+  inputs    s_1 .. s_L   blank ...     delimiter   blank ...
+  targets   blank .....  blank ...     blank       s_1 .. s_L
+
+Symbol s_i is read at position i-1 and recalled at position T+L+i-1: every recalled symbol
+lies exactly T + L steps back. When the delay varies per example, every example is padded at
+the END with blanks up to `seq_len` = max_delay + 2L; padding carries no loss.
+
+Legend: B batch, T time (sequence length `seq_len`), L copy length.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+
+from seqresearch.tasks.base import Batch
+
+BLANK = 0
+
+
+def _check_int(name: str, value: object, low: int, allowed: str) -> None:
+  # bool is an int subclass; True as a delay is a typo, not a setting.
+  if isinstance(value, bool) or not isinstance(value, int) or value < low:
+    raise ValueError(f"task.{name}={value!r}: must be an integer {allowed}.")
+
+
+@dataclasses.dataclass(frozen=True)
+class CopySettings:
+  """Settings of the copy-memory task (frozen, so usable as a static jit argument).
+
+  Attributes:
+    num_symbols: K, the number of distinct symbols to remember (ids 1..K).
+    copy_length: L, the number of symbols to remember and recall.
+    min_delay: smallest delay T, the number of steps from the last symbol to the delimiter
+      (T - 1 blanks lie between them).
+    max_delay: largest delay T; each example draws T uniformly from [min_delay, max_delay].
+  """
+
+  num_symbols: int = 8
+  copy_length: int = 10
+  min_delay: int = 100
+  max_delay: int = 100
+
+  def __post_init__(self) -> None:
+    _check_int("num_symbols", self.num_symbols, 2, ">= 2")
+    _check_int("copy_length", self.copy_length, 1, ">= 1")
+    _check_int("min_delay", self.min_delay, 1, ">= 1")
+    _check_int("max_delay", self.max_delay, self.min_delay,
+               f">= task.min_delay={self.min_delay}")
+
+  @property
+  def delimiter(self) -> int:
+    """Token id of the delimiter that asks for the recall."""
+    return self.num_symbols + 1
+
+  @property
+  def vocab_size(self) -> int:
+    """Number of token ids: blank, K symbols, delimiter."""
+    return self.num_symbols + 2
+
+  @property
+  def seq_len(self) -> int:
+    """Length of every batch: the longest example, max_delay + 2L."""
+    return self.max_delay + 2 * self.copy_length
+
+  @property
+  def max_distance(self) -> int:
+    """Largest distance of a scored position: max_delay + L."""
+    return self.max_delay + self.copy_length
+
+
+def make_batch(key: jax.Array, settings: CopySettings, batch_size: int) -> Batch:
+  """Draws a batch of copy-memory examples.
+
+  Pure and jittable with `settings` and `batch_size` static.
+
+  Args:
+    key: PRNG key.
+    settings: the task settings.
+    batch_size: B.
+
+  Returns:
+    Batch with [B, T] inputs/targets/weights/loss_weights/distance (T = settings.seq_len):
+    weights 1 exactly at the L recall positions, distance T_b + L there (T_b the example's
+    delay), loss_weights 1 at every unpadded position, attractors None.
+  """
+  num_steps = settings.seq_len
+  length = settings.copy_length
+  key_symbols, key_delay = jax.random.split(key)
+  symbols_BxL = jax.random.randint(
+      key_symbols, (batch_size, length), 1, settings.num_symbols + 1, dtype=jnp.int32)
+  delay_B = jax.random.randint(
+      key_delay, (batch_size,), settings.min_delay, settings.max_delay + 1, dtype=jnp.int32)
+
+  t_1xT = jnp.arange(num_steps, dtype=jnp.int32)[None, :]
+  delimiter_pos_Bx1 = (length + delay_B - 1)[:, None]
+  recall_start_Bx1 = (delay_B + length)[:, None]
+  end_Bx1 = (delay_B + 2 * length)[:, None]
+
+  symbols_at_input_BxT = jnp.pad(symbols_BxL, ((0, 0), (0, num_steps - length)))
+  inputs_BxT = jnp.where(t_1xT == delimiter_pos_Bx1, settings.delimiter, symbols_at_input_BxT)
+
+  is_recall_BxT = (t_1xT >= recall_start_Bx1) & (t_1xT < end_Bx1)
+  # Index of the symbol recalled at each position; clipped where it is not a recall position
+  # so the gather stays in bounds, then masked to blank.
+  source_BxT = jnp.clip(t_1xT - recall_start_Bx1, 0, length - 1)
+  recalled_BxT = jnp.take_along_axis(symbols_BxL, source_BxT, axis=1)
+  targets_BxT = jnp.where(is_recall_BxT, recalled_BxT, BLANK)
+
+  weights_BxT = is_recall_BxT.astype(jnp.float32)
+  loss_weights_BxT = (t_1xT < end_Bx1).astype(jnp.float32)
+  distance_BxT = jnp.where(is_recall_BxT, recall_start_Bx1, 0).astype(jnp.int32)
+  return Batch(
+      inputs=inputs_BxT.astype(jnp.int32),
+      targets=targets_BxT.astype(jnp.int32),
+      weights=weights_BxT,
+      loss_weights=loss_weights_BxT,
+      distance=distance_BxT,
+      attractors=None)
+
+
+def memoryless_baseline(settings: CopySettings) -> float:
+  """Cross-entropy (nats per loss position) of the best predictor that remembers no symbol.
+
+  Such a predictor knows the layout (it sees the delimiter), so it emits blank with certainty
+  everywhere except at the L recall positions, where it can only be uniform over the K
+  symbols: a total loss of L·ln(K) per example. The training loss averages over all loss
+  positions of a batch (sum of per-token loss / sum of loss_weights), so for a fixed delay T
+  the baseline is L·ln(K) / (T + 2L) (10·ln 8 / 120 = 0.1733 for K=8, L=10, T=100). For a
+  delay range, it is the limit of that ratio of sums for a large batch,
+  L·ln(K) / (mean_delay + 2L) with mean_delay = (min_delay + max_delay) / 2 — not the mean
+  of the per-delay baselines.
+
+  Args:
+    settings: the task settings.
+
+  Returns:
+    The baseline loss in nats per loss position.
+  """
+  mean_delay = (settings.min_delay + settings.max_delay) / 2
+  length = settings.copy_length
+  return length * math.log(settings.num_symbols) / (mean_delay + 2 * length)
