@@ -1,0 +1,91 @@
+"""Model settings: the frozen dataclasses the modules understand (they never see a ConfigDict).
+
+`seqresearch.models.model_settings(name, **fields)` is the one boundary from `config.model`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+RECURRENT_CELLS = ("rnn", "lstm", "gru")
+POS_ENCODINGS = ("sinusoidal", "learned", "none")
+
+
+def _check_positive(obj: object, *names: str) -> None:
+  for name in names:
+    value = getattr(obj, name)
+    if not isinstance(value, int) or value < 1:
+      raise ValueError(f"model.{name}={value!r}: must be an integer >= 1.")
+
+
+@dataclasses.dataclass(frozen=True)
+class RecurrentSettings:
+  """A stack of scanned recurrent layers between a token embedding and a vocabulary readout.
+
+  Attributes:
+    cell: 'rnn' (Elman, tanh), 'lstm' or 'gru'.
+    embed_dim: width of the token embedding fed to the first layer.
+    hidden_size: width of every recurrent layer's state.
+    num_layers: number of stacked recurrent layers.
+    forget_bias: LSTM forget-gate bias at initialisation (ignored by rnn/gru and by chrono).
+    lstm_init: 'default' (constant forget bias) or 'chrono' (Tallec & Ollivier 2018).
+    chrono_max_len: T_max of chrono init: forget bias ~ log(U[1, T_max - 1]), input bias = -forget.
+    hoist_input: compute the input projection for all steps as one matmul before the scan
+      (True) or inside each scan step (False). Same result; speed differs per backend.
+    unroll: `jax.lax.scan` unroll factor.
+  """
+
+  cell: Literal["rnn", "lstm", "gru"] = "lstm"
+  embed_dim: int = 64
+  hidden_size: int = 128
+  num_layers: int = 1
+  forget_bias: float = 1.0
+  lstm_init: Literal["default", "chrono"] = "default"
+  chrono_max_len: int = 100
+  hoist_input: bool = False
+  unroll: int = 1
+
+  def __post_init__(self) -> None:
+    if self.cell not in RECURRENT_CELLS:
+      raise ValueError(f"model.cell={self.cell!r}: must be one of {RECURRENT_CELLS}.")
+    _check_positive(self, "embed_dim", "hidden_size", "num_layers", "unroll")
+    if self.lstm_init not in ("default", "chrono"):
+      raise ValueError(f"model.lstm_init={self.lstm_init!r}: must be 'default' or 'chrono'.")
+    if not isinstance(self.chrono_max_len, int) or self.chrono_max_len < 3:
+      raise ValueError(f"model.chrono_max_len={self.chrono_max_len!r}: must be an integer >= 3.")
+
+
+@dataclasses.dataclass(frozen=True)
+class TransformerSettings:
+  """A decoder-style (causal by default) pre-LayerNorm Transformer.
+
+  Attributes:
+    d_model: model width D.
+    num_heads: attention heads H; must divide d_model (head dim K = D / H).
+    num_layers: number of blocks.
+    mlp_dim: hidden width of each block's MLP.
+    pos_encoding: 'sinusoidal', 'learned' or 'none'.
+    max_len: longest sequence the positional encoding supports ('learned' table size).
+    causal: position t attends to positions <= t only (False: bidirectional).
+  """
+
+  d_model: int = 128
+  num_heads: int = 4
+  num_layers: int = 2
+  mlp_dim: int = 512
+  pos_encoding: Literal["sinusoidal", "learned", "none"] = "sinusoidal"
+  max_len: int = 2048
+  causal: bool = True
+
+  def __post_init__(self) -> None:
+    _check_positive(self, "d_model", "num_heads", "num_layers", "mlp_dim", "max_len")
+    if self.d_model % self.num_heads:
+      raise ValueError(
+          f"model.num_heads={self.num_heads}: must divide model.d_model={self.d_model} "
+          f"(allowed: {[h for h in range(1, self.d_model + 1) if self.d_model % h == 0]}).")
+    if self.pos_encoding not in POS_ENCODINGS:
+      raise ValueError(f"model.pos_encoding={self.pos_encoding!r}: must be one of {POS_ENCODINGS}.")
+
+
+ModelSettings = RecurrentSettings | TransformerSettings

@@ -1,0 +1,122 @@
+"""Decoder-style pre-LayerNorm Transformer language model (causal by default).
+
+Legend:
+  B batch, T time, V vocabulary, D model width, H heads, K head dim (D = H * K),
+  F MLP hidden width, L max_len (positions the encoding supports).
+
+`embed(tokens)` returns the *token* embeddings only; `from_embeddings` adds the positional
+encoding. So d logits / d embed(tokens) is the gradient w.r.t. what each token contributes,
+the same quantity as for the recurrent models (which have no positions to add).
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from seqresearch.models.attention import MultiHeadAttention, causal_mask
+from seqresearch.models.config import TransformerSettings
+
+
+def sinusoidal_encoding(length: int, width: int) -> jax.Array:
+  """Fixed encoding of Vaswani et al. (2017), pe_TxD float32.
+
+  pe[t, 2i] = sin(t / 10000^(2i/D)), pe[t, 2i+1] = cos(t / 10000^(2i/D)) (interleaved; an odd
+  D drops the last cosine column).
+  """
+  pos_Tx1 = jnp.arange(length, dtype=jnp.float32)[:, None]
+  freq_F = jnp.exp(-math.log(10000.0) * jnp.arange(0, width, 2, dtype=jnp.float32) / width)
+  angle_TxF = pos_Tx1 * freq_F[None, :]
+  pe_TxFx2 = jnp.stack([jnp.sin(angle_TxF), jnp.cos(angle_TxF)], axis=-1)
+  return pe_TxFx2.reshape(length, -1)[:, :width]
+
+
+class TransformerBlock(nnx.Module):
+  """x + Attn(LN(x)); then x + MLP(LN(x)) with an exact (erf) GELU."""
+
+  def __init__(self, settings: TransformerSettings, *, rngs: nnx.Rngs):
+    d = settings.d_model
+    self.attn_norm = nnx.LayerNorm(d, rngs=rngs)
+    self.attn = MultiHeadAttention(d, settings.num_heads, rngs=rngs)
+    self.mlp_norm = nnx.LayerNorm(d, rngs=rngs)
+    self.mlp_in = nnx.Linear(d, settings.mlp_dim, rngs=rngs)
+    self.mlp_out = nnx.Linear(settings.mlp_dim, d, rngs=rngs)
+
+  def __call__(self, x_BxTxD: jax.Array,
+               mask: jax.Array | None) -> tuple[jax.Array, jax.Array]:
+    """Args: x_BxTxD, mask None or mask_TxT / mask_BxTxT. Returns (x_BxTxD, w_BxHxTxT)."""
+    a_BxTxD, w_BxHxTxT = self.attn(self.attn_norm(x_BxTxD), mask, return_weights=True)
+    x_BxTxD = x_BxTxD + a_BxTxD
+    f_BxTxF = jax.nn.gelu(self.mlp_in(self.mlp_norm(x_BxTxD)), approximate=False)
+    return x_BxTxD + self.mlp_out(f_BxTxF), w_BxHxTxT
+
+
+class TransformerLM(nnx.Module):
+  """Embed(V, D) (+ positions) -> num_layers pre-LN blocks -> LayerNorm -> Linear(D, V).
+
+  Token embeddings are not scaled by sqrt(D) (no weight tying here); instead they are
+  initialised N(0, 1), like the learned position table, so tokens and positions (the
+  sinusoids have per-coordinate RMS 1/sqrt(2)) enter the residual stream at the same scale.
+  """
+
+  def __init__(self, settings: TransformerSettings, *, vocab_size: int, rngs: nnx.Rngs):
+    self.settings = settings
+    unit_normal = nnx.initializers.normal(1.0)
+    self.embedding = nnx.Embed(vocab_size, settings.d_model, embedding_init=unit_normal,
+                               rngs=rngs)
+    if settings.pos_encoding == "learned":
+      self.pos_table = nnx.Param(unit_normal(rngs.params(), (settings.max_len, settings.d_model)))
+    else:
+      self.pos_table = None
+    self.blocks = nnx.List([TransformerBlock(settings, rngs=rngs)
+                            for _ in range(settings.num_layers)])
+    self.final_norm = nnx.LayerNorm(settings.d_model, rngs=rngs)
+    self.readout = nnx.Linear(settings.d_model, vocab_size, rngs=rngs)
+
+  def embed(self, tokens_BxT: jax.Array) -> jax.Array:
+    """Token embeddings x_BxTxD (float32), without positions (`from_embeddings` adds them)."""
+    return self.embedding(tokens_BxT)
+
+  def _check_length(self, length: int) -> None:
+    # Shapes are static, so this plain Python check runs once per trace, never per step.
+    if length > self.settings.max_len:
+      raise ValueError(
+          f"sequence length {length} exceeds model.max_len={self.settings.max_len} "
+          f"(pos_encoding={self.settings.pos_encoding!r}); raise model.max_len to at least "
+          f"{length} or feed shorter sequences.")
+
+  def from_embeddings(self, x_BxTxD: jax.Array, return_attention: bool = False
+                      ) -> jax.Array | tuple[jax.Array, list[jax.Array]]:
+    """Adds positions, runs the blocks and the readout.
+
+    Args:
+      x_BxTxD: token embeddings (as from `embed`).
+      return_attention: also return every layer's attention weights.
+
+    Returns:
+      logits_BxTxV float32, or (logits_BxTxV, [w_BxHxTxT per layer]) when return_attention.
+    """
+    t, d = x_BxTxD.shape[1], x_BxTxD.shape[2]
+    self._check_length(t)
+    pos = self.settings.pos_encoding
+    if pos == "sinusoidal":
+      x_BxTxD = x_BxTxD + sinusoidal_encoding(t, d)[None]
+    elif pos == "learned":
+      x_BxTxD = x_BxTxD + self.pos_table[:t][None]
+    mask_TxT = causal_mask(t) if self.settings.causal else None
+    weights = []
+    for block in self.blocks:
+      x_BxTxD, w_BxHxTxT = block(x_BxTxD, mask_TxT)
+      weights.append(w_BxHxTxT)
+    logits_BxTxV = self.readout(self.final_norm(x_BxTxD)).astype(jnp.float32)
+    if return_attention:
+      return logits_BxTxV, weights
+    return logits_BxTxV
+
+  def __call__(self, tokens_BxT: jax.Array, return_attention: bool = False
+               ) -> jax.Array | tuple[jax.Array, list[jax.Array]]:
+    """logits_BxTxV (float32) for int32 tokens_BxT; see `from_embeddings` for the weights."""
+    return self.from_embeddings(self.embed(tokens_BxT), return_attention=return_attention)
