@@ -1,0 +1,42 @@
+"""Trains one run: python scripts/train.py --config=configs/copy.py:lstm --workdir=runs/copy-lstm
+
+Rerunning the same command resumes from the latest checkpoint; --restart moves the old run
+aside. The logic lives in `seqresearch.train.train_and_evaluate` (callable from a notebook).
+"""
+
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+from seqresearch import train
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Config file and argument, e.g. configs/copy.py:lstm", lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (created if needed).")
+_RESTART = flags.DEFINE_bool(
+    "restart", False, "Move an existing run in --workdir aside and start over.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv: list[str]) -> int:
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  if not flags.FLAGS["verbosity"].present:  # orbax logs every save at INFO; --verbosity=0 shows it.
+    logging.set_verbosity(logging.WARNING)
+  try:
+    summary = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value, restart=_RESTART.value)
+  except (ValueError, train.NonFiniteLossError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 1
+  if summary["preempted"]:
+    print(f"Preempted at step {summary['final_step']}; rerun the same command to resume.")
+    return 143  # 128 + SIGTERM: tells a scheduler to requeue.
+  print(train.format_summary(summary))
+  return 0
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,119 @@
+"""The boundary from a ConfigDict to what the library runs: task settings, model, optimizer.
+
+Everything here validates before anything is compiled: a bad config fails with a message that
+names the field, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import optax
+from ml_collections import config_dict
+
+from seqresearch import models
+from seqresearch import tasks
+
+OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
+SCHEDULES = ("constant", "cosine")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSettings:
+  """The validated, frozen content of a run config."""
+
+  task: Any  # tasks.CopySettings | tasks.AgreementSettings
+  model: models.RecurrentSettings | models.TransformerSettings
+  vocab_size: int
+  seq_len: int
+
+
+def _fields(group: config_dict.ConfigDict) -> dict[str, Any]:
+  return {k: v for k, v in group.items() if k != "name"}
+
+
+def task_settings(task_config: config_dict.ConfigDict) -> Any:
+  name = task_config.name
+  if name not in tasks.SETTINGS:
+    raise ValueError(f"task.name={name!r}: must be one of {tuple(tasks.SETTINGS)}.")
+  cls = tasks.SETTINGS[name]
+  allowed = {f.name for f in dataclasses.fields(cls)}
+  for key in _fields(task_config):
+    if key not in allowed:
+      raise ValueError(f"task.{key}: not a field of the {name} task; allowed: {sorted(allowed)}.")
+  return cls(**_fields(task_config))
+
+
+def _check_int(config: config_dict.ConfigDict, name: str, minimum: int) -> None:
+  value = config[name]
+  if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+    raise ValueError(f"{name}={value!r}: must be an integer >= {minimum}.")
+
+
+def validate_run(config: config_dict.ConfigDict) -> RunSettings:
+  """Checks every field of a run config and returns the frozen settings.
+
+  Raises:
+    ValueError: naming the first bad field, its value and what is allowed.
+  """
+  _check_int(config, "seed", 0)
+  for name in ("batch_size", "eval_every_steps", "eval_batch_size", "num_eval_batches",
+               "checkpoint_every_steps", "keep_checkpoints", "log_every_steps"):
+    _check_int(config, name, 1)
+  _check_int(config, "num_train_steps", 0)
+  _check_int(config, "keep_best_checkpoints", 0)
+  make_optimizer(config.optimizer, config.num_train_steps)  # Validates the optimizer group.
+
+  task = task_settings(config.task)
+  model = models.model_settings(config.model.name, **_fields(config.model))
+  if isinstance(model, models.TransformerSettings) and model.max_len < task.seq_len:
+    raise ValueError(
+        f"model.max_len={model.max_len}: shorter than the task's sequence length "
+        f"{task.seq_len}; must be >= {task.seq_len}.")
+  return RunSettings(task=task, model=model, vocab_size=task.vocab_size, seq_len=task.seq_len)
+
+
+def learning_rate_schedule(opt: config_dict.ConfigDict, num_steps: int) -> optax.Schedule:
+  if opt.schedule not in SCHEDULES:
+    raise ValueError(f"optimizer.schedule={opt.schedule!r}: must be one of {SCHEDULES}.")
+  if not opt.learning_rate > 0:
+    raise ValueError(f"optimizer.learning_rate={opt.learning_rate!r}: must be > 0.")
+  if not isinstance(opt.warmup_steps, int) or opt.warmup_steps < 0:
+    raise ValueError(f"optimizer.warmup_steps={opt.warmup_steps!r}: must be an integer >= 0.")
+  if not 0.0 <= opt.min_lr_ratio <= 1.0:
+    raise ValueError(f"optimizer.min_lr_ratio={opt.min_lr_ratio!r}: must be in [0, 1].")
+  peak = opt.learning_rate
+  if opt.schedule == "constant":
+    after = optax.constant_schedule(peak)
+  else:
+    decay_steps = max(num_steps - opt.warmup_steps, 1)
+    after = optax.cosine_decay_schedule(peak, decay_steps, alpha=opt.min_lr_ratio)
+  if opt.warmup_steps == 0:
+    return after
+  warmup = optax.linear_schedule(0.0, peak, opt.warmup_steps)
+  return optax.join_schedules([warmup, after], [opt.warmup_steps])
+
+
+def make_optimizer(opt: config_dict.ConfigDict, num_steps: int) -> optax.GradientTransformation:
+  """optax chain: optional global-norm clipping, then the named optimizer on the schedule."""
+  if opt.name not in OPTIMIZERS:
+    raise ValueError(f"optimizer.name={opt.name!r}: must be one of {OPTIMIZERS}.")
+  if opt.grad_clip_norm < 0:
+    raise ValueError(f"optimizer.grad_clip_norm={opt.grad_clip_norm!r}: must be >= 0 (0 = off).")
+  if opt.weight_decay < 0:
+    raise ValueError(f"optimizer.weight_decay={opt.weight_decay!r}: must be >= 0.")
+  if not 0.0 <= opt.momentum < 1.0:
+    raise ValueError(f"optimizer.momentum={opt.momentum!r}: must be in [0, 1).")
+  lr = learning_rate_schedule(opt, num_steps)
+  if opt.name == "adam":
+    base = optax.adam(lr)
+  elif opt.name == "adamw":
+    base = optax.adamw(lr, weight_decay=opt.weight_decay)
+  elif opt.name == "sgd":
+    base = optax.sgd(lr, momentum=opt.momentum)
+  else:
+    base = optax.rmsprop(lr, decay=opt.momentum)
+  if opt.grad_clip_norm == 0:
+    return base
+  return optax.chain(optax.clip_by_global_norm(opt.grad_clip_norm), base)

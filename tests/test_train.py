@@ -1,0 +1,187 @@
+"""The training loop and its workdir contract: end to end, resume, faults, refusal."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from conftest import run_script
+from seqresearch import metric_writer
+from seqresearch import train
+
+TIMING_KEYS = ("steps_per_sec",)
+
+
+def _deterministic_lines(workdir: str) -> list[dict]:
+  return [{k: v for k, v in m.items() if k not in TIMING_KEYS}
+          for m in metric_writer.read_metrics(workdir)]
+
+
+def _params(workdir: str) -> list[np.ndarray]:
+  _, _, state = train.load_run(workdir)
+  return [np.asarray(x) for x in jax.tree.leaves(state)]
+
+
+@pytest.mark.parametrize("path,arg", [("configs/copy.py", "lstm,tiny"),
+                                      ("configs/agreement.py", "transformer,tiny")])
+def test_tiny_run_writes_the_workdir_contract(tmp_path, tiny_config, path, arg):
+  config = tiny_config(path, arg)
+  summary = train.train_and_evaluate(config, str(tmp_path))
+
+  assert json.load(open(tmp_path / "config.json"))["task"]["name"] == config.task.name
+  lines = metric_writer.read_metrics(str(tmp_path))
+  evals = [m for m in lines if m["split"] == "eval"]
+  trains = [m for m in lines if m["split"] == "train"]
+  assert [m["step"] for m in evals] == [0, 3, 6]  # step 0, every 3, and the end.
+  assert [m["step"] for m in trains] == [2, 4, 6]
+  # Accuracy by distance covers exactly the configured distances and agrees with the total.
+  by_distance = evals[-1]["accuracy_by_distance"]
+  if config.task.name == "copy":
+    expected = {str(d + config.task.copy_length)
+                for d in range(config.task.min_delay, config.task.max_delay + 1)}
+    assert evals[-1]["memoryless_baseline_loss"] > 0
+  else:
+    expected = {str(d) for d in range(config.task.min_distance, config.task.max_distance + 1)}
+    assert set(evals[-1]["accuracy_by_attractors"]) <= {"0", "1", "2"}
+  assert set(by_distance) == expected
+  assert min(by_distance.values()) <= evals[-1]["accuracy"] <= max(by_distance.values())
+  assert all(np.isfinite(m["loss"]) for m in lines)
+
+  assert any(f.startswith("events.out.tfevents") for f in os.listdir(tmp_path / "tensorboard"))
+  assert sorted(int(s) for s in os.listdir(tmp_path / "checkpoints") if s.isdigit()) == [3, 6]
+  on_disk = json.load(open(tmp_path / "summary.json"))
+  assert on_disk["final_step"] == summary["final_step"] == 6
+  assert on_disk["eval"] == evals[-1] | {} or on_disk["eval"] == {
+      k: v for k, v in evals[-1].items() if k not in ("step", "split")}
+  assert {"versions", "device", "wall_time_sec"} <= set(on_disk)
+
+
+def test_rerun_of_finished_run_changes_nothing(tmp_path, tiny_config):
+  config = tiny_config()
+  train.train_and_evaluate(config, str(tmp_path))
+  before = open(tmp_path / "metrics.jsonl").read()
+  summary = train.train_and_evaluate(config, str(tmp_path))
+  assert open(tmp_path / "metrics.jsonl").read() == before
+  assert summary["final_step"] == 6
+
+
+def test_workdir_with_other_config_is_refused(tmp_path, tiny_config):
+  train.train_and_evaluate(tiny_config(), str(tmp_path))
+  other = tiny_config()
+  other.task.max_delay = 7
+  with pytest.raises(ValueError, match=r"task.max_delay: 6 there, 7 now"):
+    train.train_and_evaluate(other, str(tmp_path))
+  # Presentation-only fields may change on resume.
+  same = tiny_config()
+  same.log_every_steps = 1
+  train.train_and_evaluate(same, str(tmp_path))
+  # restart=True moves the old run aside instead of overwriting it.
+  train.train_and_evaluate(other, str(tmp_path), restart=True)
+  moved = [d for d in os.listdir(tmp_path.parent) if d.startswith(tmp_path.name + ".old-")]
+  assert len(moved) == 1
+  assert json.load(open(tmp_path.parent / moved[0] / "config.json"))["task"]["max_delay"] == 6
+
+
+def test_train_step_is_traced_once(tmp_path, tiny_config):
+  config = tiny_config()
+  from seqresearch import build, models
+  from flax import nnx
+  run = build.validate_run(config)
+  tx = build.make_optimizer(config.optimizer, 10)
+  model = models.build_model(run.model, vocab_size=run.vocab_size, rngs=nnx.Rngs(0))
+  graphdef, constants, state = train.init_state(model, tx)
+  step = train.make_train_step(graphdef, constants, tx, run.task, 4, jax.random.key(1))
+  for _ in range(5):
+    state = step(state)
+  assert int(state["step"]) == 5
+  assert step._cache_size() == 1
+
+
+def test_nan_stops_with_step_and_last_good_checkpoint(tmp_path, tiny_config):
+  config = tiny_config()
+  config.optimizer.name = "sgd"
+  config.optimizer.grad_clip_norm = 0.0
+  config.optimizer.learning_rate = 1e38  # Overflows float32 weights within a few steps.
+  config.num_train_steps = 12
+  with pytest.raises(train.NonFiniteLossError, match=r"NaN/Inf at step \d+;") as err:
+    train.train_and_evaluate(config, str(tmp_path))
+  bad_step = int(str(err.value).split("at step ")[1].split(";")[0])
+  assert 1 <= bad_step <= 12
+  # Whatever was checkpointed before the blow-up is finite and named in the message.
+  steps = sorted(int(s) for s in os.listdir(tmp_path / "checkpoints") if s.isdigit())
+  if steps:
+    assert f"checkpoint is step {steps[-1]}" in str(err.value)
+    assert steps[-1] < bad_step
+    assert all(np.isfinite(x).all() for x in _params(str(tmp_path)))
+  else:
+    assert "no checkpoint was saved" in str(err.value)
+
+
+def _start(workdir, *extra):
+  """Starts a 600-step run in a subprocess; its output goes to `<workdir>.log`.
+
+  (A file, not a pipe: a pipe nobody drains fills up and blocks the child.)
+  """
+  args = ["--config=configs/copy.py:lstm,tiny", f"--workdir={workdir}",
+          "--config.progress_bar=false", "--config.num_train_steps=600",
+          "--config.checkpoint_every_steps=25", "--config.log_every_steps=1",
+          "--config.eval_every_steps=100", *extra]
+  log = open(f"{workdir}.log", "w")
+  return subprocess.Popen(run_script(args), cwd=os.path.dirname(os.path.dirname(__file__)),
+                          stdout=log, stderr=subprocess.STDOUT, text=True)
+
+
+def _output(workdir) -> str:
+  return open(f"{workdir}.log").read()
+
+
+def _wait_for_step(workdir, step, proc, timeout=120.0):
+  deadline = time.time() + timeout
+  while time.time() < deadline:
+    assert proc.poll() is None, _output(workdir)
+    lines = metric_writer.read_metrics(str(workdir)) if os.path.exists(workdir) else []
+    if any(m["step"] >= step for m in lines[-3:]):
+      return
+    time.sleep(0.01)
+  raise TimeoutError(f"run did not reach step {step}")
+
+
+def test_sigkill_and_resume_is_bit_identical(tmp_path):
+  reference, killed = tmp_path / "reference", tmp_path / "killed"
+  proc = _start(reference)
+  assert proc.wait(timeout=300) == 0, _output(reference)
+
+  proc = _start(killed)
+  _wait_for_step(killed, 60, proc)
+  proc.send_signal(signal.SIGKILL)
+  assert proc.wait(timeout=60) == -signal.SIGKILL
+  assert not os.path.exists(killed / "summary.json")  # It really died mid-run.
+  proc = _start(killed)
+  assert proc.wait(timeout=300) == 0, _output(killed)
+  assert "Resuming" in _output(killed)
+
+  assert _deterministic_lines(str(killed)) == _deterministic_lines(str(reference))
+  for a, b in zip(_params(str(killed)), _params(str(reference)), strict=True):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_sigterm_saves_a_checkpoint_then_exits(tmp_path):
+  workdir = tmp_path / "run"
+  proc = _start(workdir)
+  _wait_for_step(workdir, 40, proc)
+  proc.send_signal(signal.SIGTERM)
+  assert proc.wait(timeout=60) == 143, _output(workdir)
+  out = _output(workdir)
+  assert "Preempted at step" in out
+  stopped_at = int(out.split("Preempted at step ")[1].split(";")[0])
+  steps = sorted(int(s) for s in os.listdir(workdir / "checkpoints") if s.isdigit())
+  assert steps[-1] == stopped_at  # The checkpoint is at the step it stopped, not the last 25.
+  assert 40 <= stopped_at < 600
+  assert not os.path.exists(workdir / "summary.json")
