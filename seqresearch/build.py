@@ -51,16 +51,25 @@ def _check_int(config: config_dict.ConfigDict, name: str, minimum: int) -> None:
     raise ValueError(f"{name}={value!r}: must be an integer >= {minimum}.")
 
 
-def validate_run(config: config_dict.ConfigDict) -> RunSettings:
+def validate_run(config: config_dict.ConfigDict, num_devices: int = 1) -> RunSettings:
   """Checks every field of a run config and returns the frozen settings.
+
+  Args:
+    config: the run config.
+    num_devices: devices the batch is sharded over; batch sizes must divide evenly.
 
   Raises:
     ValueError: naming the first bad field, its value and what is allowed.
   """
   _check_int(config, "seed", 0)
-  for name in ("batch_size", "eval_every_steps", "eval_batch_size", "num_eval_batches",
+  for name in ("num_seeds", "batch_size", "eval_every_steps", "eval_batch_size", "num_eval_batches",
                "checkpoint_every_steps", "keep_checkpoints", "log_every_steps"):
     _check_int(config, name, 1)
+  for name in ("batch_size", "eval_batch_size"):
+    if config[name] % num_devices:
+      raise ValueError(
+          f"{name}={config[name]}: must be divisible by the number of devices ({num_devices}), "
+          f"e.g. {max(num_devices, config[name] // num_devices * num_devices)}.")
   _check_int(config, "num_train_steps", 0)
   _check_int(config, "keep_best_checkpoints", 0)
   make_optimizer(config.optimizer, config.num_train_steps)  # Validates the optimizer group.

@@ -21,6 +21,7 @@ def base_config() -> config_dict.ConfigDict:
   """The run-level fields every experiment has (task and model groups are added by the file)."""
   c = config_dict.ConfigDict()
   c.seed = 0  # Root PRNG seed: init, data and eval keys are all derived from it.
+  c.num_seeds = 1  # Train seeds seed..seed+num_seeds-1 at once, vmapped in one program.
   c.batch_size = 64  # Training examples per step (global, over all devices).
   c.num_train_steps = 2000  # Optimizer updates in the whole run.
   c.eval_every_steps = 500  # Evaluate at step 0, every this many steps, and at the end.

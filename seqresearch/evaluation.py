@@ -8,11 +8,10 @@ Legend: B batch, T time, V vocabulary.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
-from flax import nnx
 
 from seqresearch import tasks
 
@@ -81,24 +80,3 @@ def summarize(sums: dict[str, Any], task: Any) -> dict[str, Any]:
   if isinstance(task, tasks.CopySettings):
     metrics["memoryless_baseline_loss"] = tasks.memoryless_baseline(task)
   return metrics
-
-
-def make_evaluator(graphdef: Any, constants: Any, task: Any, batch_size: int,
-                   num_batches: int, eval_key: jax.Array) -> Callable[[Any], dict[str, Any]]:
-  """Returns `evaluate(params) -> metrics` over the fixed evaluation set."""
-  num_buckets = task.max_distance + 1
-
-  @jax.jit
-  def eval_sums(params, index):
-    batch = tasks.make_batch(jax.random.fold_in(eval_key, index), task, batch_size)
-    logits_BxTxV = nnx.merge(graphdef, params, constants)(batch.inputs)
-    return batch_sums(logits_BxTxV, batch, num_buckets)
-
-  def evaluate(params) -> dict[str, Any]:
-    total = None
-    for i in range(num_batches):
-      sums = eval_sums(params, i)
-      total = sums if total is None else jax.tree.map(jnp.add, total, sums)
-    return summarize(jax.device_get(total), task)
-
-  return evaluate

@@ -1,7 +1,8 @@
 """Writes metrics to the workdir: `metrics.jsonl` (the contract analyses read) and TensorBoard.
 
-Each JSONL line is one object with `step` and `split` ('train' or 'eval'); values are floats,
-or {key: float} dicts such as `accuracy_by_distance`. On resume, lines after the restored step
+Each JSONL line is one object with `step`, `split` ('train' or 'eval') and `seed` (a run of
+`num_seeds` K writes K lines per step, one per seed); values are floats, or {key: float} dicts
+such as `accuracy_by_distance`. TensorBoard gets one run per seed: tensorboard/seed_<seed>/. On resume, lines after the restored step
 are dropped, so a resumed run's file equals an uninterrupted run's.
 """
 
@@ -42,20 +43,32 @@ class MetricWriter:
       f.writelines(json.dumps(m) + "\n" for m in kept)
     os.replace(tmp, self._path)  # Atomic: a kill here leaves either the old or the new file.
     self._file = open(self._path, "a")
-    purge = None if resume_step is None else resume_step + 1
-    self._tb = SummaryWriter(logdir=os.path.join(workdir, "tensorboard"), purge_step=purge)
+    self._workdir = workdir
+    # TensorBoard drops events at or after this step that a died run left behind.
+    self._purge = None if resume_step is None else resume_step + 1
+    self._tb: dict[int, SummaryWriter] = {}
 
-  def write(self, step: int, split: str, metrics: dict[str, Any]) -> None:
-    self._file.write(json.dumps({"step": step, "split": split, **metrics}) + "\n")
+  def _board(self, seed: int) -> SummaryWriter:
+    if seed not in self._tb:
+      self._tb[seed] = SummaryWriter(
+          logdir=os.path.join(self._workdir, "tensorboard", f"seed_{seed}"),
+          purge_step=self._purge)
+    return self._tb[seed]
+
+  def write(self, step: int, split: str, metrics: dict[str, Any], seed: int) -> None:
+    line = {"step": step, "split": split, "seed": seed, **metrics}
+    self._file.write(json.dumps(line) + "\n")
     self._file.flush()  # A kill loses nothing written before the next checkpoint.
+    board = self._board(seed)
     for name, value in metrics.items():
       if isinstance(value, dict):
         for key, v in value.items():
-          self._tb.add_scalar(f"{split}/{name}/{key}", v, step)
+          board.add_scalar(f"{split}/{name}/{key}", v, step)
       else:
-        self._tb.add_scalar(f"{split}/{name}", value, step)
-    self._tb.flush()
+        board.add_scalar(f"{split}/{name}", value, step)
+    board.flush()
 
   def close(self) -> None:
     self._file.close()
-    self._tb.close()
+    for board in self._tb.values():
+      board.close()

@@ -1,7 +1,7 @@
 """The one training loop: `train_and_evaluate(config, workdir)`.
 
-Data flows one way: config -> (task, model, optimizer) -> jitted step -> workdir:
-  config.json, metrics.jsonl, tensorboard/, checkpoints/, summary.json.
+Data flows one way: config -> (task, model, optimizer) -> jitted step (`steps`) -> workdir
+(`workdir`, `metric_writer`, `checkpointing`).
 
 Exactness: the data of step s is `make_batch(fold_in(data_key, s))` and the running train-metric
 sums live in the checkpointed state, so a run killed at any moment and rerun ends bit-identical
@@ -10,18 +10,15 @@ to an uninterrupted one. Metrics leave the device only at log, eval and checkpoi
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import signal
-import sys
 import threading
 import time
 from typing import Any
 
 import flax
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 import orbax.checkpoint
@@ -30,127 +27,24 @@ from ml_collections import config_dict
 
 from seqresearch import build
 from seqresearch import checkpointing
-from seqresearch import configlib
-from seqresearch import evaluation
 from seqresearch import metric_writer
-from seqresearch import models
 from seqresearch import progress
-from seqresearch import tasks
-
-CONFIG_FILE = "config.json"
-SUMMARY_FILE = "summary.json"
+from seqresearch import steps
+from seqresearch import workdir as workdir_lib
 
 
 class NonFiniteLossError(RuntimeError):
   """The training loss became NaN or Inf."""
 
 
-def _config_for_comparison(config_json: dict[str, Any]) -> dict[str, Any]:
-  return {k: v for k, v in config_json.items() if k not in configlib.PRESENTATION_FIELDS}
-
-
-def prepare_workdir(config: config_dict.ConfigDict, workdir: str, restart: bool) -> None:
-  """Creates the workdir, or checks that the one there holds a run of this same config.
-
-  Raises:
-    ValueError: the workdir holds a run with another config (and restart is False).
-  """
-  path = os.path.join(workdir, CONFIG_FILE)
-  new = json.loads(config.to_json_best_effort())
-  if os.path.exists(path) and restart:
-    moved = f"{workdir.rstrip('/')}.old-{time.strftime('%Y%m%d-%H%M%S')}"
-    os.rename(workdir, moved)
-    progress.note(f"--restart: moved the previous run in {workdir} to {moved}")
-  elif os.path.exists(path):
-    with open(path) as f:
-      old = json.load(f)
-    if _config_for_comparison(old) != _config_for_comparison(new):
-      diffs = _diff(old, new)
-      raise ValueError(
-          f"workdir {workdir} holds a run with a different config ({'; '.join(diffs[:5])}). "
-          "Use another --workdir, or pass --restart to move the old run aside and start over.")
-  os.makedirs(workdir, exist_ok=True)
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(new, f, indent=2, sort_keys=True)
-  os.replace(tmp, path)
-
-
-def _diff(old: Any, new: Any, prefix: str = "") -> list[str]:
-  if isinstance(old, dict) and isinstance(new, dict):
-    out = []
-    for key in sorted(set(old) | set(new)):
-      if prefix == "" and key in configlib.PRESENTATION_FIELDS:
-        continue
-      out += _diff(old.get(key), new.get(key), f"{prefix}{key}.")
-    return out
-  return [] if old == new else [f"{prefix.rstrip('.')}: {old!r} there, {new!r} now"]
-
-
-def init_state(model: nnx.Module,
-               tx: optax.GradientTransformation) -> tuple[Any, Any, dict[str, Any]]:
-  """Splits the model once into (graphdef, constants, state).
-
-  `state` is the pytree of arrays that trains and is checkpointed; `constants` holds any
-  non-parameter variables of the model, which the optimizer must not touch.
-  """
-  graphdef, params, constants = nnx.split(model, nnx.Param, ...)
-  state = {
-      "step": jnp.zeros((), jnp.int32),
-      "params": params,
-      "opt_state": tx.init(params),
-      # Running sums of train metrics since the last log line (checkpointed: exact resume).
-      "sums": {"loss": jnp.zeros(()), "accuracy": jnp.zeros(()), "grad_norm": jnp.zeros(()),
-               "steps": jnp.zeros((), jnp.int32)},
-      # First step whose loss was NaN/Inf, or -1.
-      "first_nonfinite_step": jnp.full((), -1, jnp.int32),
-  }
-  return graphdef, constants, state
-
-
-def make_train_step(graphdef: Any, constants: Any, tx: optax.GradientTransformation,
-                    task: Any, batch_size: int, data_key: jax.Array):
-  """Returns the jitted `train_step(state) -> state`; the state is donated."""
-
-  def loss_fn(params, batch: tasks.Batch):
-    logits_BxTxV = nnx.merge(graphdef, params, constants)(batch.inputs)
-    loss, correct, scored = evaluation.loss_and_correct(logits_BxTxV, batch)
-    return loss, correct.sum() / jnp.maximum(scored, 1.0)
-
-  def train_step(state):
-    step = state["step"]
-    batch = tasks.make_batch(jax.random.fold_in(data_key, step), task, batch_size)
-    (loss, accuracy), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"], batch)
-    updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
-    params = optax.apply_updates(state["params"], updates)
-    sums = state["sums"]
-    bad = state["first_nonfinite_step"]
-    grad_norm = optax.tree.norm(grads)
-    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
-    return {
-        "step": step + 1,
-        "params": params,
-        "opt_state": opt_state,
-        "sums": {"loss": sums["loss"] + loss, "accuracy": sums["accuracy"] + accuracy,
-                 "grad_norm": sums["grad_norm"] + grad_norm,
-                 "steps": sums["steps"] + 1},
-        "first_nonfinite_step": jnp.where((bad < 0) & ~finite, step + 1, bad),
-    }
-
-  return jax.jit(train_step, donate_argnums=0)
-
-
-def _reset_sums(state: dict[str, Any]) -> dict[str, Any]:
-  return {**state, "sums": jax.tree.map(jnp.zeros_like, state["sums"])}
-
-
 def _check_finite(state: dict[str, Any], checkpoints: checkpointing.Checkpoints,
-                  eval_loss: float = 0.0) -> None:
-  """Raises if the train loss or gradient norm was ever NaN/Inf, or the eval loss is."""
-  bad = int(state["first_nonfinite_step"])
-  what = "training loss or gradient norm"
-  if bad < 0 and not np.isfinite(eval_loss):
-    bad, what = int(state["step"]), "evaluation loss"
+                  eval_losses: tuple[float, ...] = ()) -> None:
+  """Raises if any seed's train loss or gradient norm was ever NaN/Inf, or an eval loss is."""
+  first_bad_K = np.asarray(state["first_nonfinite_step"])
+  bad, what = (int(first_bad_K[first_bad_K >= 0].min()), "training loss or gradient norm") \
+      if (first_bad_K >= 0).any() else (-1, "")
+  if bad < 0 and not np.isfinite(eval_losses).all():
+    bad, what = int(np.asarray(state["step"]).max()), "evaluation loss"
   if bad >= 0:
     checkpoints.wait()
     last = checkpoints.latest_step()
@@ -159,6 +53,21 @@ def _check_finite(state: dict[str, Any], checkpoints: checkpointing.Checkpoints,
     raise NonFiniteLossError(
         f"{what} became NaN/Inf at step {bad}; {where}. Lower optimizer.learning_rate "
         "or set optimizer.grad_clip_norm, then resume or restart the run.")
+
+
+def mean_metrics(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
+  """Average over seeds of every scalar metric and, key by key, of every dict metric."""
+  if len(per_seed) == 1:
+    return dict(per_seed[0])
+  out = {}
+  for name, value in per_seed[0].items():
+    if isinstance(value, dict):
+      keys = sorted({k for m in per_seed for k in m[name]}, key=int)
+      out[name] = {k: float(np.mean([m[name][k] for m in per_seed if k in m[name]]))
+                   for k in keys}
+    else:
+      out[name] = float(np.mean([m[name] for m in per_seed]))
+  return out
 
 
 def _environment() -> dict[str, Any]:
@@ -198,24 +107,27 @@ def train_and_evaluate(config: config_dict.ConfigDict, workdir: str,
   """Trains and evaluates one run, resuming from the workdir's latest checkpoint if any.
 
   Args:
-    config: a run config (see `configs/`).
+    config: a run config (see `configs/`); `num_seeds` > 1 trains that many seeds at once.
     workdir: where config.json, metrics.jsonl, tensorboard/, checkpoints/, summary.json go.
     restart: move an existing run in `workdir` aside instead of resuming or refusing it.
 
   Returns:
-    The summary (also written to summary.json): final eval metrics, steps, wall time, versions,
-    device; `preempted: True` if SIGTERM stopped it early (after saving a checkpoint).
+    The summary (also written to summary.json): `eval` (mean over seeds), `eval_by_seed`,
+    steps, wall time, versions, device; `preempted: True` if SIGTERM stopped it early (after
+    saving a checkpoint; summary.json is then not written).
   """
   started = time.time()
-  run = build.validate_run(config)  # Fails on a bad config before anything is compiled.
-  prepare_workdir(config, workdir, restart)
+  # Everything that can be wrong with the config fails here, before anything is compiled.
+  run = build.validate_run(config, num_devices=jax.device_count())
+  workdir_lib.prepare(config, workdir, restart)
 
-  root = jax.random.key(config.seed)
-  init_key, data_key, eval_key = jax.random.split(root, 3)
+  mesh = steps.data_mesh()
+  seeds = [config.seed + k for k in range(config.num_seeds)]
+  keys = steps.seed_keys(config.seed, config.num_seeds)
   tx = build.make_optimizer(config.optimizer, config.num_train_steps)
-  model = models.build_model(run.model, vocab_size=run.vocab_size, rngs=nnx.Rngs(init_key))
-  graphdef, constants, state = init_state(model, tx)
-  num_params = sum(x.size for x in jax.tree.leaves(state["params"]))
+  graphdef, constants, state = steps.init_state(run.model, run.vocab_size, tx, keys["init"])
+  state = steps.replicate(state, mesh)
+  num_params = sum(x.size for x in jax.tree.leaves(state["params"])) // len(seeds)
 
   checkpoints = checkpointing.Checkpoints(
       os.path.join(workdir, "checkpoints"), keep=config.keep_checkpoints,
@@ -227,13 +139,18 @@ def train_and_evaluate(config: config_dict.ConfigDict, workdir: str,
   writer = metric_writer.MetricWriter(workdir, resume_step=start)
   start = start or 0
 
-  train_step = make_train_step(graphdef, constants, tx, run.task, config.batch_size, data_key)
-  evaluate = evaluation.make_evaluator(graphdef, constants, run.task, config.eval_batch_size,
-                                       config.num_eval_batches, eval_key)
+  train_step = steps.make_train_step(graphdef, constants, tx, run.task, config.batch_size, mesh)
+  evaluate = steps.make_evaluator(graphdef, constants, run.task, config.eval_batch_size,
+                                  config.num_eval_batches, mesh)
+
+  def write_all(step: int, split: str, per_seed: list[dict[str, Any]]) -> None:
+    for seed, metrics in zip(seeds, per_seed):
+      writer.write(step, split, metrics, seed=seed)
+
   last_eval = None
   if start == 0:
-    last_eval = evaluate(state["params"])
-    writer.write(0, "eval", last_eval)
+    last_eval = evaluate(state["params"], keys["eval"])
+    write_all(0, "eval", last_eval)
 
   total = config.num_train_steps
   bar = progress.Progress(total, start, enabled=config.progress_bar)
@@ -242,31 +159,33 @@ def train_and_evaluate(config: config_dict.ConfigDict, workdir: str,
   try:
     with _PreemptionFlag() as preemption:
       for step in range(start + 1, total + 1):
-        state = train_step(state)
+        state = train_step(state, keys["data"])
         bar.advance()
         is_last = step == total
         if step % config.log_every_steps == 0 or is_last:
           _check_finite(state, checkpoints)
           sums = jax.device_get(state["sums"])
-          n = max(int(sums["steps"]), 1)
           now = time.time()
-          line = {"loss": float(sums["loss"]) / n, "accuracy": float(sums["accuracy"]) / n,
-                  "grad_norm": float(sums["grad_norm"]) / n,
-                  "steps_per_sec": (step - tick_step) / max(now - tick_time, 1e-9)}
+          rate = (step - tick_step) / max(now - tick_time, 1e-9)
           tick_time, tick_step = now, step
-          writer.write(step, "train", line)
-          bar.report(step, line)
-          state = _reset_sums(state)
+          lines = [{name: float(sums[name][k]) / max(int(sums["steps"][k]), 1)
+                    for name in ("loss", "accuracy", "grad_norm")} | {"steps_per_sec": rate}
+                   for k in range(len(seeds))]
+          write_all(step, "train", lines)
+          bar.report(step, mean_metrics(lines))
+          state = steps.reset_sums(state)
         eval_metrics = None
         if step % config.eval_every_steps == 0 or is_last:
-          last_eval = eval_metrics = evaluate(state["params"])
-          _check_finite(state, checkpoints, eval_metrics["loss"])
-          writer.write(step, "eval", eval_metrics)
-          bar.report(step, eval_metrics, split="eval")
+          last_eval = eval_metrics = evaluate(state["params"], keys["eval"])
+          _check_finite(state, checkpoints, tuple(m["loss"] for m in eval_metrics))
+          write_all(step, "eval", eval_metrics)
+          bar.report(step, mean_metrics(eval_metrics), split="eval")
         if step % config.checkpoint_every_steps == 0 or is_last or preemption.set:
           _check_finite(state, checkpoints)  # Never save a non-finite state.
-          best = {checkpointing.BEST_METRIC: eval_metrics[checkpointing.BEST_METRIC]} \
-              if eval_metrics else None
+          best = None
+          if eval_metrics:
+            best = {checkpointing.BEST_METRIC: float(np.mean(
+                [m[checkpointing.BEST_METRIC] for m in eval_metrics]))}
           checkpoints.save(step, state, metrics=best)
         if preemption.set and not is_last:
           progress.note(f"SIGTERM at step {step}: checkpoint saved; exiting.")
@@ -277,30 +196,34 @@ def train_and_evaluate(config: config_dict.ConfigDict, workdir: str,
     checkpoints.close()
     writer.close()
 
-  if last_eval is None:  # Resumed at the final step: its eval line is already in the file.
-    evals = [m for m in metric_writer.read_metrics(workdir) if m["split"] == "eval"]
-    last_eval = {k: v for k, v in evals[-1].items() if k not in ("step", "split")}
+  if last_eval is None:  # Resumed at the final step: its eval lines are already in the file.
+    final = int(np.asarray(state["step"]).max())
+    lines = [m for m in metric_writer.read_metrics(workdir)
+             if m["split"] == "eval" and m["step"] == final]
+    last_eval = [{k: v for k, v in m.items() if k not in ("step", "split", "seed")}
+                 for m in lines]
   summary = {
-      "final_step": int(state["step"]),
+      "final_step": int(np.asarray(state["step"]).max()),
       "num_train_steps": total,
       "preempted": preempted,
-      "eval": last_eval,
+      "seeds": seeds,
+      "eval": mean_metrics(last_eval),
+      "eval_by_seed": {str(seed): m for seed, m in zip(seeds, last_eval)},
       "num_params": int(num_params),
       "wall_time_sec": time.time() - started,
       **_environment(),
   }
   if not preempted:
-    tmp = os.path.join(workdir, SUMMARY_FILE + ".tmp")
-    with open(tmp, "w") as f:
-      json.dump(summary, f, indent=2)
-    os.replace(tmp, os.path.join(workdir, SUMMARY_FILE))
+    workdir_lib.write_json(os.path.join(workdir, workdir_lib.SUMMARY_FILE), summary)
   return summary
 
 
 def format_summary(summary: dict[str, Any]) -> str:
   """A human-readable end-of-run report: final metrics and accuracy by distance."""
   ev = summary["eval"]
-  lines = [f"Finished step {summary['final_step']} in {summary['wall_time_sec']:.0f}s "
+  seeds = summary["seeds"]
+  lines = [f"Seeds {seeds} (metrics are their mean)." if len(seeds) > 1 else f"Seed {seeds[0]}.",
+           f"Finished step {summary['final_step']} in {summary['wall_time_sec']:.0f}s "
            f"({summary['num_params']:,} parameters, {summary['device']['kind']}).",
            f"eval loss {ev['loss']:.4f}  accuracy {ev['accuracy']:.4f}  "
            f"sequence accuracy {ev['sequence_accuracy']:.4f}"]
@@ -313,20 +236,20 @@ def format_summary(summary: dict[str, Any]) -> str:
   return "\n".join(lines)
 
 
-def load_run(workdir: str, step: int | None = None) -> tuple[config_dict.ConfigDict, nnx.Module,
-                                                               dict[str, Any]]:
-  """Rebuilds a run from its workdir: (config, model with restored params, restored state).
+def load_run(workdir: str, step: int | None = None,
+             seed_index: int = 0) -> tuple[config_dict.ConfigDict, nnx.Module, dict[str, Any]]:
+  """Rebuilds a run from its workdir: (config, model of one seed, restored state of all seeds).
 
   Args:
     workdir: a directory written by `train_and_evaluate`.
     step: the checkpoint step to restore; None for the latest.
+    seed_index: which of the run's `num_seeds` models to return (the state holds all).
   """
-  with open(os.path.join(workdir, CONFIG_FILE)) as f:
-    config = config_dict.ConfigDict(json.load(f))
+  config = workdir_lib.load_config(workdir)
   run = build.validate_run(config)
   tx = build.make_optimizer(config.optimizer, config.num_train_steps)
-  model = models.build_model(run.model, vocab_size=run.vocab_size, rngs=nnx.Rngs(0))
-  graphdef, constants, target = init_state(model, tx)
+  keys = steps.seed_keys(config.seed, config.num_seeds)
+  graphdef, constants, target = steps.init_state(run.model, run.vocab_size, tx, keys["init"])
   checkpoints = checkpointing.Checkpoints(
       os.path.join(workdir, "checkpoints"), keep=config.keep_checkpoints,
       keep_best=config.keep_best_checkpoints)
@@ -334,7 +257,8 @@ def load_run(workdir: str, step: int | None = None) -> tuple[config_dict.ConfigD
     step = checkpoints.latest_step() if step is None else step
     if step is None:
       raise FileNotFoundError(f"no checkpoint in {checkpoints.directory}")
-    state = checkpoints.restore(step, target)
+    state = checkpoints.restore(step, steps.replicate(target, steps.data_mesh()))
   finally:
     checkpoints.close()
-  return config, nnx.merge(graphdef, state["params"], constants), state
+  params = jax.tree.map(lambda x: x[seed_index], state["params"])
+  return config, nnx.merge(graphdef, params, constants), state

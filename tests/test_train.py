@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 
 from conftest import run_script
+from seqresearch import build
 from seqresearch import metric_writer
+from seqresearch import steps
 from seqresearch import train
 
 TIMING_KEYS = ("steps_per_sec",)
@@ -54,12 +56,14 @@ def test_tiny_run_writes_the_workdir_contract(tmp_path, tiny_config, path, arg):
   assert min(by_distance.values()) <= evals[-1]["accuracy"] <= max(by_distance.values())
   assert all(np.isfinite(m["loss"]) for m in lines)
 
-  assert any(f.startswith("events.out.tfevents") for f in os.listdir(tmp_path / "tensorboard"))
+  assert all(m["seed"] == 0 for m in lines)
+  assert any(f.startswith("events.out.tfevents")
+             for f in os.listdir(tmp_path / "tensorboard" / "seed_0"))
   assert sorted(int(s) for s in os.listdir(tmp_path / "checkpoints") if s.isdigit()) == [3, 6]
   on_disk = json.load(open(tmp_path / "summary.json"))
   assert on_disk["final_step"] == summary["final_step"] == 6
-  assert on_disk["eval"] == evals[-1] | {} or on_disk["eval"] == {
-      k: v for k, v in evals[-1].items() if k not in ("step", "split")}
+  assert on_disk["eval"] == {k: v for k, v in evals[-1].items()
+                             if k not in ("step", "split", "seed")}
   assert {"versions", "device", "wall_time_sec"} <= set(on_disk)
 
 
@@ -89,19 +93,48 @@ def test_workdir_with_other_config_is_refused(tmp_path, tiny_config):
   assert json.load(open(tmp_path.parent / moved[0] / "config.json"))["task"]["max_delay"] == 6
 
 
-def test_train_step_is_traced_once(tmp_path, tiny_config):
+def test_train_step_is_traced_once(tiny_config):
   config = tiny_config()
-  from seqresearch import build, models
-  from flax import nnx
   run = build.validate_run(config)
   tx = build.make_optimizer(config.optimizer, 10)
-  model = models.build_model(run.model, vocab_size=run.vocab_size, rngs=nnx.Rngs(0))
-  graphdef, constants, state = train.init_state(model, tx)
-  step = train.make_train_step(graphdef, constants, tx, run.task, 4, jax.random.key(1))
-  for _ in range(5):
-    state = step(state)
-  assert int(state["step"]) == 5
+  keys = steps.seed_keys(0, 2)
+  mesh = steps.data_mesh()
+  graphdef, constants, state = steps.init_state(run.model, run.vocab_size, tx, keys["init"])
+  state = steps.replicate(state, mesh)
+  step = steps.make_train_step(graphdef, constants, tx, run.task, 4, mesh)
+  for i in range(6):  # As in the loop: steps with a reset of the metric sums between them.
+    state = step(state, keys["data"])
+    if i % 2:
+      state = steps.reset_sums(state)
+  np.testing.assert_array_equal(state["step"], [6, 6])
   assert step._cache_size() == 1
+
+
+def test_seeds_vmapped_in_one_program_equal_each_seed_alone(tmp_path, tiny_config):
+  config = tiny_config()
+  config.seed, config.num_seeds = 4, 3
+  together = train.train_and_evaluate(config, str(tmp_path / "k3"))
+  assert together["seeds"] == [4, 5, 6]
+  lines = metric_writer.read_metrics(str(tmp_path / "k3"))
+  for k, seed in enumerate([4, 5, 6]):
+    alone_config = tiny_config()
+    alone_config.seed = seed
+    alone = train.train_and_evaluate(alone_config, str(tmp_path / f"s{seed}"))
+    ours = [m for m in lines if m["seed"] == seed]
+    theirs = metric_writer.read_metrics(str(tmp_path / f"s{seed}"))
+    assert [(m["step"], m["split"]) for m in ours] == [(m["step"], m["split"]) for m in theirs]
+    for a, b in zip(ours, theirs):
+      np.testing.assert_allclose(a["loss"], b["loss"], rtol=1e-5)
+    np.testing.assert_allclose(together["eval_by_seed"][str(seed)]["loss"],
+                               alone["eval"]["loss"], rtol=1e-5)
+    _, _, state_k = train.load_run(str(tmp_path / "k3"))
+    _, _, state_1 = train.load_run(str(tmp_path / f"s{seed}"))
+    for x, y in zip(jax.tree.leaves(state_k["params"]), jax.tree.leaves(state_1["params"])):
+      np.testing.assert_allclose(np.asarray(x)[k], np.asarray(y)[0], rtol=1e-4, atol=1e-6)
+  # The summary's `eval` is the mean over seeds.
+  np.testing.assert_allclose(
+      together["eval"]["accuracy"],
+      np.mean([together["eval_by_seed"][str(s)]["accuracy"] for s in (4, 5, 6)]))
 
 
 def test_nan_stops_with_step_and_last_good_checkpoint(tmp_path, tiny_config):
