@@ -7,6 +7,10 @@ Argument: MODEL[,distance=N][,mode=balanced|natural][,tiny][,any.dotted.field=va
   then must predict the verb's number at the query token. `distance=N` fixes the subject-verb
   distance; by default it is drawn per example from [min_distance, max_distance]. Evaluation
   reports accuracy by distance and by attractor count.
+
+Sweep (models x balanced/natural training x seeds):
+
+  python scripts/sweep.py --config=configs/agreement.py --workdir=runs/agree-sweep
 """
 
 from ml_collections import config_dict
@@ -52,3 +56,12 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
     configlib.apply_dotted(config, path if "." in path else f"task.{path}", value)
   return config
 
+
+
+def get_sweep(arg: str | None = None) -> list[dict]:
+  """Models x training mode x 3 seeds: accuracy by distance and by attractor count."""
+  del arg
+  return [{"model": model, "task.mode": mode, "seed": seed}
+          for model in ("lstm", "transformer")
+          for mode in ("balanced", "natural")
+          for seed in range(3)]

@@ -9,6 +9,10 @@ Argument: MODEL[,delay=N][,min_delay=N][,max_delay=N][,tiny][,any.dotted.field=v
   draws it per example from [min_delay, max_delay], so one run measures accuracy over a range
   of dependency distances (distance = delay + 10). `tiny` is a seconds-long smoke variant.
 
+Sweep (models x delays x seeds; `tiny` in the argument shrinks every run):
+
+  python scripts/sweep.py --config=configs/copy.py --workdir=runs/copy-sweep --parallel=2
+
 Expected (default settings, this CPU): see README "Main job" for the measured numbers.
 """
 
@@ -46,3 +50,12 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
     configlib.apply_dotted(config, path if "." in path else f"task.{path}", value)
   return config
 
+
+
+def get_sweep(arg: str | None = None) -> list[dict]:
+  """Models x fixed delays x 3 seeds: accuracy against dependency distance (delay + 10)."""
+  del arg
+  return [{"model": model, "task.min_delay": delay, "task.max_delay": delay, "seed": seed}
+          for model in ("rnn", "lstm", "gru", "transformer")
+          for delay in (10, 30, 100)
+          for seed in range(3)]

@@ -145,6 +145,6 @@ def make_tiny(config: config_dict.ConfigDict) -> None:
   config.num_eval_batches = 2
   if config.model.name == "transformer":
     config.model.d_model, config.model.num_heads, config.model.mlp_dim = 16, 2, 32
-    config.model.num_layers, config.model.max_len = 1, 64
+    config.model.num_layers, config.model.max_len = 1, 512
   else:
     config.model.embed_dim, config.model.hidden_size = 8, 16
