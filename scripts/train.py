@@ -11,6 +11,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from seqresearch import distributed
 from seqresearch import train
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -18,6 +19,10 @@ _CONFIG = config_flags.DEFINE_config_file(
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (created if needed).")
 _RESTART = flags.DEFINE_bool(
     "restart", False, "Move an existing run in --workdir aside and start over.")
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", "", "Multi-process runs: host:port of process 0 (SLURM: automatic).")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", 1, "Multi-process runs: process count.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", 0, "Multi-process runs: this process's index.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -26,6 +31,7 @@ def main(argv: list[str]) -> int:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   if not flags.FLAGS["verbosity"].present:  # orbax logs every save at INFO; --verbosity=0 shows it.
     logging.set_verbosity(logging.WARNING)
+  distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   try:
     summary = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value, restart=_RESTART.value)
   except (ValueError, train.NonFiniteLossError) as e:

@@ -33,9 +33,13 @@ class MetricWriter:
     resume_step: the step of the restored checkpoint; lines with a larger step are removed
       (they were written after that checkpoint by a run that died). None: a fresh run, the
       file is started anew.
+    enabled: False makes every call a no-op (processes other than 0 of a multi-process run).
   """
 
-  def __init__(self, workdir: str, resume_step: int | None) -> None:
+  def __init__(self, workdir: str, resume_step: int | None, enabled: bool = True) -> None:
+    self._enabled = enabled
+    if not enabled:
+      return
     self._path = os.path.join(workdir, METRICS_FILE)
     kept = [m for m in read_metrics(workdir) if resume_step is not None and m["step"] <= resume_step]
     tmp = self._path + ".tmp"
@@ -56,6 +60,8 @@ class MetricWriter:
     return self._tb[seed]
 
   def write(self, step: int, split: str, metrics: dict[str, Any], seed: int) -> None:
+    if not self._enabled:
+      return
     line = {"step": step, "split": split, "seed": seed, **metrics}
     self._file.write(json.dumps(line) + "\n")
     self._file.flush()  # A kill loses nothing written before the next checkpoint.
@@ -69,6 +75,8 @@ class MetricWriter:
     board.flush()
 
   def close(self) -> None:
+    if not self._enabled:
+      return
     self._file.close()
     for board in self._tb.values():
       board.close()

@@ -21,10 +21,12 @@ def _fmt(metrics: dict[str, Any]) -> str:
 class Progress:
   """Counts dispatched steps; shows metrics whenever the loop reports them."""
 
-  def __init__(self, total: int, start: int, enabled: bool = True) -> None:
+  def __init__(self, total: int, start: int, enabled: bool = True, quiet: bool = False) -> None:
+    """enabled: show a bar on a terminal (else log lines); quiet: show nothing at all."""
     self._total, self._start, self._t0 = total, start, time.time()
+    self._quiet = quiet
     self._bar = None
-    if enabled and sys.stderr.isatty():
+    if enabled and not quiet and sys.stderr.isatty():
       self._bar = tqdm.tqdm(total=total, initial=start, unit="step", dynamic_ncols=True)
 
   def advance(self) -> None:
@@ -32,6 +34,8 @@ class Progress:
       self._bar.update(1)
 
   def report(self, step: int, metrics: dict[str, Any], split: str = "train") -> None:
+    if self._quiet:
+      return
     keys = ("loss", "accuracy") if split == "train" else ("loss", "accuracy",
                                                           "sequence_accuracy")
     shown = {k: metrics[k] for k in keys if k in metrics}

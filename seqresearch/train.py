@@ -27,6 +27,7 @@ from ml_collections import config_dict
 
 from seqresearch import build
 from seqresearch import checkpointing
+from seqresearch import distributed
 from seqresearch import metric_writer
 from seqresearch import progress
 from seqresearch import steps
@@ -119,7 +120,9 @@ def train_and_evaluate(config: config_dict.ConfigDict, workdir: str,
   started = time.time()
   # Everything that can be wrong with the config fails here, before anything is compiled.
   run = build.validate_run(config, num_devices=jax.device_count())
-  workdir_lib.prepare(config, workdir, restart)
+  if distributed.is_leader():
+    workdir_lib.prepare(config, workdir, restart)
+  distributed.barrier("workdir prepared")
 
   mesh = steps.data_mesh()
   seeds = [config.seed + k for k in range(config.num_seeds)]
@@ -136,7 +139,8 @@ def train_and_evaluate(config: config_dict.ConfigDict, workdir: str,
   if start is not None:
     state = checkpoints.restore(start, state)
     progress.note(f"Resuming {workdir} from step {start}.")
-  writer = metric_writer.MetricWriter(workdir, resume_step=start)
+  writer = metric_writer.MetricWriter(workdir, resume_step=start,
+                                      enabled=distributed.is_leader())
   start = start or 0
 
   train_step = steps.make_train_step(graphdef, constants, tx, run.task, config.batch_size, mesh)
@@ -153,7 +157,8 @@ def train_and_evaluate(config: config_dict.ConfigDict, workdir: str,
     write_all(0, "eval", last_eval)
 
   total = config.num_train_steps
-  bar = progress.Progress(total, start, enabled=config.progress_bar)
+  bar = progress.Progress(total, start, enabled=config.progress_bar,
+                          quiet=not distributed.is_leader())
   preempted = False
   tick_time, tick_step = time.time(), start
   try:
@@ -213,7 +218,7 @@ def train_and_evaluate(config: config_dict.ConfigDict, workdir: str,
       "wall_time_sec": time.time() - started,
       **_environment(),
   }
-  if not preempted:
+  if not preempted and distributed.is_leader():
     workdir_lib.write_json(os.path.join(workdir, workdir_lib.SUMMARY_FILE), summary)
   return summary
 
