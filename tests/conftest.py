@@ -25,9 +25,10 @@ def load_config(path: str, arg: str | None = None):
 
 @pytest.fixture
 def tiny_config():
-  """A seconds-long copy/LSTM config with the progress bar off."""
+  """Makes configs for tests; by default the seconds-long copy/LSTM one."""
 
   def make(path: str = "configs/copy.py", arg: str = "lstm,tiny"):
+    """Any config (`tiny` in `arg` for the seconds-long variant), progress bar off."""
     config = load_config(path, arg)
     config.progress_bar = False
     return config
