@@ -38,7 +38,7 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import gammaln, xlogy
 
-from seqresearch.tasks.base import Batch
+from seqresearch.tasks.base import Batch, check_int
 
 PAD = 0
 QUERY = 1
@@ -46,12 +46,6 @@ SG = 2  # Target label: the subject is singular.
 PL = 3  # Target label: the subject is plural.
 THAT = 4
 MODES = ("balanced", "natural")
-
-
-def _check_int(name: str, value: object, low: int, allowed: str) -> None:
-  # bool is an int subclass; True as a count is a typo, not a setting.
-  if isinstance(value, bool) or not isinstance(value, int) or value < low:
-    raise ValueError(f"task.{name}={value!r}: must be an integer {allowed}.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,11 +90,11 @@ class AgreementSettings:
   num_advs: int = 8
 
   def __post_init__(self) -> None:
-    _check_int("min_distance", self.min_distance, 2, ">= 2")
-    _check_int("max_distance", self.max_distance, self.min_distance,
+    check_int("min_distance", self.min_distance, 2, ">= 2")
+    check_int("max_distance", self.max_distance, self.min_distance,
                f">= task.min_distance={self.min_distance}")
-    _check_int("min_nouns", self.min_nouns, 0, ">= 0")
-    _check_int("max_nouns", self.max_nouns, self.min_nouns,
+    check_int("min_nouns", self.min_nouns, 0, ">= 0")
+    check_int("max_nouns", self.max_nouns, self.min_nouns,
                f">= task.min_nouns={self.min_nouns}")
     if self.min_distance - 1 < 3 * self.max_nouns:
       raise ValueError(
@@ -108,7 +102,7 @@ class AgreementSettings:
           f"{self.max_nouns} modifiers; a relative clause [THAT NOUN VERB] takes 3 tokens, so "
           f"min_distance - 1 must be >= 3 * max_nouns (allowed: min_distance >= "
           f"{3 * self.max_nouns + 1}, or max_nouns <= {(self.min_distance - 1) // 3}).")
-    _check_int("min_attractors", self.min_attractors, 0,
+    check_int("min_attractors", self.min_attractors, 0,
                f"in [0, task.min_nouns={self.min_nouns}] (every example with the fewest "
                f"nouns must be able to hold that many attractors)")
     if self.min_attractors > self.min_nouns:
@@ -116,7 +110,7 @@ class AgreementSettings:
           f"task.min_attractors={self.min_attractors}: more attractors than the "
           f"task.min_nouns={self.min_nouns} noun slots of the shortest examples "
           f"(allowed: 0 <= min_attractors <= min_nouns).")
-    _check_int("max_attractors", self.max_attractors, self.min_attractors,
+    check_int("max_attractors", self.max_attractors, self.min_attractors,
                f">= task.min_attractors={self.min_attractors}")
     if self.mode not in MODES:
       raise ValueError(f"task.mode={self.mode!r}: must be one of {MODES}.")
@@ -132,9 +126,9 @@ class AgreementSettings:
           f"task.attractor_prob={prob!r}: every noun would be an attractor, but "
           f"task.max_attractors={self.max_attractors} < task.max_nouns={self.max_nouns} "
           "(allowed: attractor_prob < 1).")
-    _check_int("max_prefix", self.max_prefix, 0, ">= 0")
+    check_int("max_prefix", self.max_prefix, 0, ">= 0")
     for name in ("num_nouns", "num_verbs", "num_preps", "num_adjs", "num_advs"):
-      _check_int(name, getattr(self, name), 1, ">= 1")
+      check_int(name, getattr(self, name), 1, ">= 1")
 
   @property
   def vocab(self) -> Vocabulary:
@@ -191,6 +185,14 @@ def vocabulary(settings: AgreementSettings) -> Vocabulary:
       num_nouns=settings.num_nouns, num_verbs=settings.num_verbs)
 
 
+def _inflected(token_ids: jax.Array, start: int, num_lemmas: int
+               ) -> tuple[jax.Array, jax.Array]:
+  """(is in the block [start, start + 2*num_lemmas), is in its plural half)."""
+  offset = jnp.asarray(token_ids) - start
+  inside = (offset >= 0) & (offset < 2 * num_lemmas)
+  return inside, inside & (offset >= num_lemmas)
+
+
 def noun_number(token_ids: jax.Array, settings: AgreementSettings) -> tuple[jax.Array, jax.Array]:
   """Which tokens are nouns, and which of those are plural.
 
@@ -202,9 +204,7 @@ def noun_number(token_ids: jax.Array, settings: AgreementSettings) -> tuple[jax.
     (is_noun, is_plural): bool arrays shaped like `token_ids`; is_plural is False at non-nouns.
   """
   vocab = vocabulary(settings)
-  offset = jnp.asarray(token_ids) - vocab.noun_start
-  is_noun = (offset >= 0) & (offset < 2 * vocab.num_nouns)
-  return is_noun, is_noun & (offset >= vocab.num_nouns)
+  return _inflected(token_ids, vocab.noun_start, vocab.num_nouns)
 
 
 def verb_number(token_ids: jax.Array, settings: AgreementSettings) -> tuple[jax.Array, jax.Array]:
@@ -218,9 +218,7 @@ def verb_number(token_ids: jax.Array, settings: AgreementSettings) -> tuple[jax.
     (is_verb, is_plural): bool arrays shaped like `token_ids`; is_plural is False at non-verbs.
   """
   vocab = vocabulary(settings)
-  offset = jnp.asarray(token_ids) - vocab.verb_start
-  is_verb = (offset >= 0) & (offset < 2 * vocab.num_verbs)
-  return is_verb, is_verb & (offset >= vocab.num_verbs)
+  return _inflected(token_ids, vocab.verb_start, vocab.num_verbs)
 
 
 def _attractor_count(key: jax.Array, num_nouns: jax.Array,

@@ -32,3 +32,10 @@ class Batch:
   loss_weights: jax.Array
   distance: jax.Array
   attractors: jax.Array | None = None
+
+
+def check_int(name: str, value: object, low: int, allowed: str) -> None:
+  """Raises ValueError naming `task.<name>` unless `value` is an integer >= `low`."""
+  # bool is an int subclass; True as a count or a delay is a typo, not a setting.
+  if isinstance(value, bool) or not isinstance(value, int) or value < low:
+    raise ValueError(f"task.{name}={value!r}: must be an integer {allowed}.")

@@ -22,15 +22,9 @@ import math
 import jax
 import jax.numpy as jnp
 
-from seqresearch.tasks.base import Batch
+from seqresearch.tasks.base import Batch, check_int
 
 BLANK = 0
-
-
-def _check_int(name: str, value: object, low: int, allowed: str) -> None:
-  # bool is an int subclass; True as a delay is a typo, not a setting.
-  if isinstance(value, bool) or not isinstance(value, int) or value < low:
-    raise ValueError(f"task.{name}={value!r}: must be an integer {allowed}.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,10 +45,10 @@ class CopySettings:
   max_delay: int = 100
 
   def __post_init__(self) -> None:
-    _check_int("num_symbols", self.num_symbols, 2, ">= 2")
-    _check_int("copy_length", self.copy_length, 1, ">= 1")
-    _check_int("min_delay", self.min_delay, 1, ">= 1")
-    _check_int("max_delay", self.max_delay, self.min_delay,
+    check_int("num_symbols", self.num_symbols, 2, ">= 2")
+    check_int("copy_length", self.copy_length, 1, ">= 1")
+    check_int("min_delay", self.min_delay, 1, ">= 1")
+    check_int("max_delay", self.max_delay, self.min_delay,
                f">= task.min_delay={self.min_delay}")
 
   @property
