@@ -62,6 +62,7 @@ BAD = [
     ("configs/copy.py", "lstm", "model.name", "lstn", ["model.name='lstn'", "transformer"]),
     ("configs/copy.py", "lstm", "model.hidden_size", -4, ["model.hidden_size=-4", ">= 1"]),
     ("configs/copy.py", "lstm", "model.lstm_init", "xavier", ["model.lstm_init='xavier'"]),
+    ("configs/copy.py", "lstm", "model.unroll", True, ["model.unroll=True", "integer"]),
     ("configs/copy.py", "transformer", "model.num_heads", 3, ["model.num_heads=3", "divide"]),
     ("configs/copy.py", "transformer", "model.max_len", 32, ["model.max_len=32", "sequence"]),
     ("configs/copy.py", "lstm", "batch_size", 0, ["batch_size=0", ">= 1"]),

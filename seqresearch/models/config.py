@@ -15,8 +15,16 @@ POS_ENCODINGS = ("sinusoidal", "learned", "none")
 def _check_positive(obj: object, *names: str) -> None:
   for name in names:
     value = getattr(obj, name)
-    if not isinstance(value, int) or value < 1:
+    # bool is an int subclass: `unroll=True` would silently mean a full unroll.
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
       raise ValueError(f"model.{name}={value!r}: must be an integer >= 1.")
+
+
+def _check_bool(obj: object, *names: str) -> None:
+  for name in names:
+    value = getattr(obj, name)
+    if not isinstance(value, bool):
+      raise ValueError(f"model.{name}={value!r}: must be true or false.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +58,9 @@ class RecurrentSettings:
     if self.cell not in RECURRENT_CELLS:
       raise ValueError(f"model.cell={self.cell!r}: must be one of {RECURRENT_CELLS}.")
     _check_positive(self, "embed_dim", "hidden_size", "num_layers", "unroll")
+    _check_bool(self, "hoist_input")
+    if isinstance(self.forget_bias, bool) or not isinstance(self.forget_bias, (int, float)):
+      raise ValueError(f"model.forget_bias={self.forget_bias!r}: must be a number.")
     if self.lstm_init not in ("default", "chrono"):
       raise ValueError(f"model.lstm_init={self.lstm_init!r}: must be 'default' or 'chrono'.")
     if not isinstance(self.chrono_max_len, int) or self.chrono_max_len < 3:
@@ -66,7 +77,8 @@ class TransformerSettings:
     num_layers: number of blocks.
     mlp_dim: hidden width of each block's MLP.
     pos_encoding: 'sinusoidal', 'learned' or 'none'.
-    max_len: longest sequence the positional encoding supports ('learned' table size).
+    max_len: longest sequence the model accepts (every positional encoding checks it;
+      'learned' allocates a table of this size). Extrapolation runs set it to the eval length.
     causal: position t attends to positions <= t only (False: bidirectional).
   """
 
@@ -80,6 +92,7 @@ class TransformerSettings:
 
   def __post_init__(self) -> None:
     _check_positive(self, "d_model", "num_heads", "num_layers", "mlp_dim", "max_len")
+    _check_bool(self, "causal")
     if self.d_model % self.num_heads:
       raise ValueError(
           f"model.num_heads={self.num_heads}: must divide model.d_model={self.d_model} "
