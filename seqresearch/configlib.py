@@ -58,8 +58,9 @@ def recurrent_model_config(cell: str) -> config_dict.ConfigDict:
   m.forget_bias = 1.0  # LSTM forget-gate bias at init (ignored by rnn/gru and chrono).
   m.lstm_init = "default"  # 'default' or 'chrono' (Tallec & Ollivier 2018).
   m.chrono_max_len = 100  # T_max of chrono init; set it near the dependency length.
-  m.hoist_input = False  # Input projection as one matmul before the scan (True) or per step.
+  m.hoist_input = "auto"  # Input projection before the scan ('true'), per step ('false'), 'auto'.
   m.unroll = 1  # lax.scan unroll factor.
+  m.weight_grads = "auto"  # 'autodiff', 'batched' (weight grads after the scan) or 'auto'.
   return m
 
 

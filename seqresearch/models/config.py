@@ -8,8 +8,20 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
+import jax
+
 RECURRENT_CELLS = ("rnn", "lstm", "gru")
 POS_ENCODINGS = ("sinusoidal", "learned", "none")
+WEIGHT_GRADS = ("auto", "autodiff", "batched")
+
+# What "auto" means per `jax.default_backend()`: the fastest form measured by
+# scripts/bench.py (benchmarks/). Backends not listed use "cpu"'s choices.
+RECURRENT_AUTO = {
+    "cpu": dict(hoist_input=True, weight_grads="batched"),
+    # Not measured (no GPU was lent to the benchmark): hoisting and one deep weight-gradient
+    # matmul are what cuDNN's RNNs do; rerun scripts/bench.py on a GPU to confirm.
+    "gpu": dict(hoist_input=True, weight_grads="batched"),
+}
 
 
 def _check_positive(obj: object, *names: str) -> None:
@@ -40,8 +52,14 @@ class RecurrentSettings:
     lstm_init: 'default' (constant forget bias) or 'chrono' (Tallec & Ollivier 2018).
     chrono_max_len: T_max of chrono init: forget bias ~ log(U[1, T_max - 1]), input bias = -forget.
     hoist_input: compute the input projection for all steps as one matmul before the scan
-      (True) or inside each scan step (False). Same result; speed differs per backend.
+      (True) or inside each scan step (False); 'auto': the backend's faster one (see
+      RECURRENT_AUTO). Same result; speed differs per backend. The strings 'true' / 'false'
+      (what a command-line override of the 'auto' field gives) mean True / False.
     unroll: `jax.lax.scan` unroll factor.
+    weight_grads: 'autodiff' (JAX differentiates the scan: the weight gradients accumulate
+      step by step inside the backward scan), 'batched' (a custom VJP forms them after the
+      backward scan, one (T*B)-deep matmul each) or 'auto' (the backend's faster one). Same
+      gradients up to float rounding.
   """
 
   cell: Literal["rnn", "lstm", "gru"] = "lstm"
@@ -51,20 +69,33 @@ class RecurrentSettings:
   forget_bias: float = 1.0
   lstm_init: Literal["default", "chrono"] = "default"
   chrono_max_len: int = 100
-  hoist_input: bool = False
+  hoist_input: bool | Literal["auto"] = "auto"
   unroll: int = 1
+  weight_grads: Literal["auto", "autodiff", "batched"] = "auto"
 
   def __post_init__(self) -> None:
     if self.cell not in RECURRENT_CELLS:
       raise ValueError(f"model.cell={self.cell!r}: must be one of {RECURRENT_CELLS}.")
     _check_positive(self, "embed_dim", "hidden_size", "num_layers", "unroll")
-    _check_bool(self, "hoist_input")
+    if isinstance(self.hoist_input, str) and self.hoist_input.lower() in ("true", "false"):
+      object.__setattr__(self, "hoist_input", self.hoist_input.lower() == "true")  # frozen
+    if self.hoist_input != "auto":
+      _check_bool(self, "hoist_input")
+    if self.weight_grads not in WEIGHT_GRADS:
+      raise ValueError(
+          f"model.weight_grads={self.weight_grads!r}: must be one of {WEIGHT_GRADS}.")
     if isinstance(self.forget_bias, bool) or not isinstance(self.forget_bias, (int, float)):
       raise ValueError(f"model.forget_bias={self.forget_bias!r}: must be a number.")
     if self.lstm_init not in ("default", "chrono"):
       raise ValueError(f"model.lstm_init={self.lstm_init!r}: must be 'default' or 'chrono'.")
     if not isinstance(self.chrono_max_len, int) or self.chrono_max_len < 3:
       raise ValueError(f"model.chrono_max_len={self.chrono_max_len!r}: must be an integer >= 3.")
+
+  def resolved(self, backend: str | None = None) -> RecurrentSettings:
+    """These settings with every 'auto' replaced by `backend`'s choice (default: JAX's)."""
+    auto = RECURRENT_AUTO.get(backend or jax.default_backend(), RECURRENT_AUTO["cpu"])
+    return dataclasses.replace(
+        self, **{k: v for k, v in auto.items() if getattr(self, k) == "auto"})
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,0 +1,45 @@
+"""Benchmarks the models against Flax, jax.nn and PyTorch: python scripts/bench.py [--quick]
+
+Prints a table and writes the JSON (see README "Benchmark"). --quick: n=64 only, no variants,
+a short runner run (a few minutes on a 2-core CPU). The logic lives in `seqresearch.benchmark`.
+"""
+
+from absl import app
+from absl import flags
+from ml_collections import config_flags
+
+from seqresearch import benchmark
+
+_QUICK = flags.DEFINE_bool("quick", False, "Sizes and repetitions for a few-minute run.")
+_OUT = flags.DEFINE_string("out", None, "JSON path; default benchmarks/<backend>[-quick].json.")
+_MODELS = flags.DEFINE_list("models", list(benchmark.MODELS), "Models to time.")
+_LENGTHS = flags.DEFINE_list("lengths", None, "Sequence lengths n (default 64,256,1024).")
+_BATCH = flags.DEFINE_integer("batch_size", 64, "Batch size B.")
+_WIDTH = flags.DEFINE_integer("width", 256, "Hidden size / d_model.")
+_REPS = flags.DEFINE_integer("repetitions", 5, "Timed repetitions (>= 5); medians reported.")
+_TORCH = flags.DEFINE_bool("torch", True, "Include PyTorch (if installed).")
+_RUNNER_STEPS = flags.DEFINE_integer("runner_steps", None, "Steps of the runner run; 0 skips.")
+_RUNNER = config_flags.DEFINE_config_file(
+    "runner_config", "configs/copy.py:lstm", "Config of the runner-overhead run.")
+
+
+def main(argv: list[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  fields = dict(benchmark.QUICK) if _QUICK.value else {}
+  fields.update(models=tuple(_MODELS.value), batch_size=_BATCH.value, width=_WIDTH.value,
+                repetitions=_REPS.value, torch=_TORCH.value)
+  if _LENGTHS.value:
+    fields["lengths"] = tuple(int(n) for n in _LENGTHS.value)
+  if _RUNNER_STEPS.value is not None:
+    fields["runner_steps"] = _RUNNER_STEPS.value
+  settings = benchmark.BenchSettings(**fields)
+  results = benchmark.run_benchmark(settings, _RUNNER.value, log=lambda m: print(f"... {m}"))
+  out = _OUT.value or benchmark.default_output_path(quick=_QUICK.value)
+  benchmark.write_json(results, out)
+  print(benchmark.format_table(results))
+  print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,115 @@
+"""Every fast path computes what its reference form computes: forward values AND gradients.
+
+The fast paths are the settings the benchmark chooses per backend ("auto"): a recurrent
+layer's hoisted input projection and its batched-weight-gradient custom VJP, and the
+Transformer's attention implementations. Speed is the benchmark's business (never timed here).
+"""
+
+from __future__ import annotations
+
+import chex
+import jax
+import jax.numpy as jnp
+import pytest
+from flax import nnx
+
+from seqresearch.models import RecurrentSettings, build_model, model_settings
+from seqresearch.models import config as model_config
+from seqresearch.models import recurrent
+
+CELLS = ("rnn", "lstm", "gru")
+
+
+def _close(a, b, tol: float = 2e-5) -> None:
+  chex.assert_trees_all_close(a, b, rtol=tol, atol=tol)
+
+
+def _random_like(tree, key: jax.Array):
+  leaves, treedef = jax.tree.flatten(tree)
+  keys = jax.random.split(key, len(leaves))
+  return jax.tree.unflatten(treedef, [jax.random.normal(k, x.shape, x.dtype)
+                                      for k, x in zip(keys, leaves)])
+
+
+def _layer_value_and_grads(layer: recurrent.RecurrentLayer, x_BxTxI, carry0, key):
+  """The layer's outputs and the pullback of random cotangents of all of them (outputs at
+  every step and the final carry) to parameters, inputs and initial carry."""
+  graphdef, params = nnx.split(layer)
+
+  @jax.jit
+  def run(params, x_BxTxI, carry0):
+    out, pullback = jax.vjp(lambda *a: nnx.merge(graphdef, a[0])(*a[1:]), params, x_BxTxI,
+                            carry0)
+    return out, pullback(_random_like(out, key))
+
+  return run(params, x_BxTxI, carry0)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_batched_weight_grads_equal_autodiff(cell):
+  b, t, i, h = 3, 7, 5, 6
+  x_BxTxI = jax.random.normal(jax.random.key(1), (b, t, i))
+  results = {}
+  # unroll=3 leaves a remainder over 7 steps; the first form is the plain scan, the reference.
+  for hoist, unroll in ((False, 1), (True, 3)):
+    for weight_grads in ("autodiff", "batched"):
+      settings = RecurrentSettings(cell=cell, hidden_size=h, hoist_input=hoist, unroll=unroll,
+                                   weight_grads=weight_grads)
+      layer = recurrent.RecurrentLayer(settings, i, rngs=nnx.Rngs(0))
+      if cell == "gru":  # b_hn starts at 0; make its gradient path count
+        layer.cell.candidate_bias[...] = jax.random.normal(jax.random.key(4), (h,))
+      carry0 = _random_like(layer.cell.initial_carry(b), jax.random.key(2))
+      results[hoist, unroll, weight_grads] = _layer_value_and_grads(
+          layer, x_BxTxI, carry0, jax.random.key(3))
+  reference = results[False, 1, "autodiff"]
+  for result in results.values():
+    _close(result, reference)
+
+
+def test_batched_model_gradients_through_chunks_and_vmap_equal_autodiff():
+  """A 2-layer LSTM over two chunks (the carried state in between), vmapped over two seeds
+  as the training loop does. (Every cell's carry cotangents are checked per layer above.)"""
+  cell = "lstm"
+  tokens = jax.random.randint(jax.random.key(0), (2, 2, 9), 0, 5)
+
+  def grads(weight_grads):
+    models = [build_model(model_settings(cell, embed_dim=4, hidden_size=6, num_layers=2,
+                                         weight_grads=weight_grads),
+                          vocab_size=5, rngs=nnx.Rngs(seed)) for seed in range(2)]
+    graphdef, _ = nnx.split(models[0])
+    stacked = jax.tree.map(lambda *a: jnp.stack(a), *[nnx.split(m)[1] for m in models])
+
+    def loss(params, tokens_BxT):
+      model = nnx.merge(graphdef, params)
+      logits_a, state = model.apply_with_state(tokens_BxT[:, :4], model.initial_state(2))
+      logits_b, _ = model.apply_with_state(tokens_BxT[:, 4:], state)
+      logits = jnp.concatenate([logits_a, logits_b], axis=1)
+      return -jnp.mean(jax.nn.log_softmax(logits)[..., 1])
+
+    return jax.jit(jax.vmap(jax.value_and_grad(loss)))(stacked, tokens)
+
+  _close(grads("batched"), grads("autodiff"))
+
+
+def test_auto_settings_resolve_per_backend():
+  auto = RecurrentSettings()
+  assert (auto.hoist_input, auto.weight_grads) == ("auto", "auto")
+  for backend, chosen in model_config.RECURRENT_AUTO.items():
+    resolved = auto.resolved(backend)
+    assert resolved.hoist_input == chosen["hoist_input"]
+    assert resolved.weight_grads == chosen["weight_grads"]
+  assert auto.resolved("tpu") == auto.resolved("cpu")  # unmeasured backends: CPU's choice
+  explicit = RecurrentSettings(hoist_input=False, weight_grads="autodiff")
+  assert explicit.resolved("cpu") == explicit  # explicit choices are kept
+  # A command-line override of the string field gives a string.
+  assert RecurrentSettings(hoist_input="True").hoist_input is True
+  assert RecurrentSettings(hoist_input="false").hoist_input is False
+  with pytest.raises(ValueError, match="model.hoist_input='sometimes'"):
+    RecurrentSettings(hoist_input="sometimes")
+  with pytest.raises(ValueError, match="model.weight_grads='fast'"):
+    RecurrentSettings(weight_grads="fast")
+  layer = recurrent.RecurrentLayer(auto, 3, rngs=nnx.Rngs(0))
+  chosen = model_config.RECURRENT_AUTO.get(jax.default_backend(),
+                                           model_config.RECURRENT_AUTO["cpu"])
+  assert (layer.hoist_input, layer.weight_grads) == (chosen["hoist_input"],
+                                                      chosen["weight_grads"])
