@@ -49,10 +49,12 @@ BASELINES = {
     "gru": ("flax_gru", "torch"),
     "transformer": ("flax_mha", "jax_dpa_xla", "jax_dpa_cudnn", "torch"),
 }
-_RECURRENT_VARIANTS = (dict(weight_grads="autodiff"), dict(hoist_input=False),
+# Each fast path forced to its other form (CPU defaults); the last is the plain reference.
+_RECURRENT_VARIANTS = (dict(hoist_input=True), dict(weight_grads="autodiff"),
                        dict(weight_grads="autodiff", hoist_input=False))
 VARIANTS = {"rnn": _RECURRENT_VARIANTS, "lstm": _RECURRENT_VARIANTS, "gru": _RECURRENT_VARIANTS,
-            "transformer": ()}
+            "transformer": (dict(mlp="autodiff"), dict(attention="xla"),
+                            dict(attention="vmap", mlp="autodiff"))}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -197,6 +199,7 @@ def _parse_impl(impl: str) -> tuple[str, dict[str, Any]]:
   fields = {}
   for item in rest.rstrip("]").split(","):
     key, _, value = item.partition("=")
+    value = int(value) if value.isdigit() else value
     fields[key] = {"True": True, "False": False}.get(value, value)
   return base, fields
 

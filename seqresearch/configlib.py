@@ -74,6 +74,8 @@ def transformer_model_config() -> config_dict.ConfigDict:
   m.pos_encoding = "sinusoidal"  # 'sinusoidal', 'learned' or 'none'.
   m.max_len = 2048  # Longest sequence supported; must be >= the task's sequence length.
   m.causal = True  # Causal (decoder) attention; False is bidirectional.
+  m.attention = "auto"  # Heads: 'vmap' (reference), 'chunked', 'xla', 'cudnn'; 'auto': fastest.
+  m.mlp = "auto"  # MLP gradient: 'autodiff', 'custom_vjp' or 'auto' (fastest on the backend).
   return m
 
 

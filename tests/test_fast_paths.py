@@ -13,9 +13,10 @@ import jax.numpy as jnp
 import pytest
 from flax import nnx
 
-from seqresearch.models import RecurrentSettings, build_model, model_settings
+from seqresearch.models import (RecurrentSettings, TransformerSettings, build_model,
+                                model_settings)
+from seqresearch.models import attention, recurrent, transformer
 from seqresearch.models import config as model_config
-from seqresearch.models import recurrent
 
 CELLS = ("rnn", "lstm", "gru")
 
@@ -113,3 +114,67 @@ def test_auto_settings_resolve_per_backend():
                                            model_config.RECURRENT_AUTO["cpu"])
   assert (layer.hoist_input, layer.weight_grads) == (chosen["hoist_input"],
                                                       chosen["weight_grads"])
+
+
+# ---------------------------------------------------------------- the Transformer
+
+
+def _transformer_value_and_grads(causal: bool, **fields):
+  """Logits of a 1-block Transformer on T=200 (3 uneven causal chunks: 67, 66, 67 queries)
+  and the pullback of random logit cotangents to every parameter and the embeddings."""
+  model = build_model(model_settings("transformer", d_model=8, num_heads=2, num_layers=1,
+                                     mlp_dim=16, max_len=200, causal=causal, **fields),
+                      vocab_size=5, rngs=nnx.Rngs(0))
+  graphdef, params = nnx.split(model)
+  x_BxTxD = model.embed(jax.random.randint(jax.random.key(1), (2, 200), 0, 5))
+
+  @jax.jit
+  def run(params, x_BxTxD):
+    fn = lambda p, x: nnx.merge(graphdef, p).from_embeddings(x)  # noqa: E731
+    logits, pullback = jax.vjp(fn, params, x_BxTxD)
+    return logits, pullback(_random_like(logits, jax.random.key(2)))
+
+  return run(params, x_BxTxD)
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_transformer_fast_paths_equal_the_reference(causal):
+  reference = _transformer_value_and_grads(causal, attention="vmap", mlp="autodiff")
+  fast = [dict(attention="chunked", mlp="custom_vjp")]
+  if causal:  # bidirectional 'chunked' is the 'xla' form: once is enough
+    fast += [dict(attention="xla", mlp="autodiff")]
+  for fields in fast:
+    _close(_transformer_value_and_grads(causal, **fields), reference)
+
+
+def test_chunked_causal_attention_equals_masked_attention_for_any_chunking():
+  q, k, v = (jax.random.normal(key, (2, 10, 3, 4)) for key in
+             jax.random.split(jax.random.key(0), 3))
+  expected, _ = attention.multi_head_attention(q, k, v, attention.causal_mask(10))
+  for chunks in (1, 3, 7, 10):
+    _close(attention.chunked_causal_attention(q, k, v, chunks), expected)
+
+
+def test_gelu_exact_equals_jax_gelu_value_and_derivative():
+  x = jnp.linspace(-6.0, 6.0, 101)
+  chex.assert_trees_all_equal(transformer.gelu_exact(x), jax.nn.gelu(x, approximate=False))
+  slope = jax.vmap(jax.grad(transformer.gelu_exact))(x)
+  _close(slope, jax.vmap(jax.grad(lambda a: jax.nn.gelu(a, approximate=False)))(x), 1e-6)
+
+
+def test_transformer_auto_settings_resolve_per_backend():
+  auto = TransformerSettings()
+  assert (auto.attention, auto.mlp) == ("auto", "auto")
+  for backend, chosen in model_config.TRANSFORMER_AUTO.items():
+    resolved = auto.resolved(backend)
+    assert (resolved.attention, resolved.mlp) == (chosen["attention"], chosen["mlp"])
+  with pytest.raises(ValueError, match="model.attention='flash'"):
+    TransformerSettings(attention="flash")
+  with pytest.raises(ValueError, match="model.mlp='fused'"):
+    TransformerSettings(mlp="fused")
+
+
+@pytest.mark.skipif(jax.default_backend() != "gpu", reason="cuDNN attention needs a GPU")
+def test_cudnn_attention_is_close_to_the_reference():  # bfloat16 inside: close, not equal
+  reference = _transformer_value_and_grads(True, attention="vmap", mlp="autodiff")
+  _close(_transformer_value_and_grads(True, attention="cudnn", mlp="autodiff"), reference, 3e-2)

@@ -13,14 +13,22 @@ import jax
 RECURRENT_CELLS = ("rnn", "lstm", "gru")
 POS_ENCODINGS = ("sinusoidal", "learned", "none")
 WEIGHT_GRADS = ("auto", "autodiff", "batched")
+ATTENTION = ("auto", "vmap", "chunked", "xla", "cudnn")
+MLP = ("auto", "autodiff", "custom_vjp")
 
 # What "auto" means per `jax.default_backend()`: the fastest form measured by
 # scripts/bench.py (benchmarks/). Backends not listed use "cpu"'s choices.
 RECURRENT_AUTO = {
-    "cpu": dict(hoist_input=True, weight_grads="batched"),
+    # Hoisting is slower on XLA:CPU: its four TxBxH projections are fresh memory every step.
+    "cpu": dict(hoist_input=False, weight_grads="batched"),
     # Not measured (no GPU was lent to the benchmark): hoisting and one deep weight-gradient
     # matmul are what cuDNN's RNNs do; rerun scripts/bench.py on a GPU to confirm.
     "gpu": dict(hoist_input=True, weight_grads="batched"),
+}
+TRANSFORMER_AUTO = {
+    "cpu": dict(attention="chunked", mlp="custom_vjp"),
+    # Not measured here; 'cudnn' computes in bfloat16, so it is an explicit choice only.
+    "gpu": dict(attention="xla", mlp="autodiff"),
 }
 
 
@@ -111,6 +119,13 @@ class TransformerSettings:
     max_len: longest sequence the model accepts (every positional encoding checks it;
       'learned' allocates a table of this size). Extrapolation runs set it to the eval length.
     causal: position t attends to positions <= t only (False: bidirectional).
+    attention: how the heads are computed ('auto': the backend's fastest, TRANSFORMER_AUTO):
+      'vmap' (the reference: one head vmapped over heads and batch), 'chunked' (causal:
+      per query chunk against its key prefix, skipping the masked half), 'xla' / 'cudnn'
+      (`jax.nn.dot_product_attention`; 'cudnn' needs a GPU and computes in bfloat16).
+      Asking for the attention weights always uses 'vmap'.
+    mlp: the MLP's gradient: 'autodiff', 'custom_vjp' (hand-written: fewer and smaller
+      temporaries) or 'auto' (the backend's faster one). Same values.
   """
 
   d_model: int = 128
@@ -120,8 +135,14 @@ class TransformerSettings:
   pos_encoding: Literal["sinusoidal", "learned", "none"] = "sinusoidal"
   max_len: int = 2048
   causal: bool = True
+  attention: Literal["auto", "vmap", "chunked", "xla", "cudnn"] = "auto"
+  mlp: Literal["auto", "autodiff", "custom_vjp"] = "auto"
 
   def __post_init__(self) -> None:
+    if self.mlp not in MLP:
+      raise ValueError(f"model.mlp={self.mlp!r}: must be one of {MLP}.")
+    if self.attention not in ATTENTION:
+      raise ValueError(f"model.attention={self.attention!r}: must be one of {ATTENTION}.")
     _check_positive(self, "d_model", "num_heads", "num_layers", "mlp_dim", "max_len")
     _check_bool(self, "causal")
     if self.d_model % self.num_heads:
@@ -130,6 +151,12 @@ class TransformerSettings:
           f"(allowed: {[h for h in range(1, self.d_model + 1) if self.d_model % h == 0]}).")
     if self.pos_encoding not in POS_ENCODINGS:
       raise ValueError(f"model.pos_encoding={self.pos_encoding!r}: must be one of {POS_ENCODINGS}.")
+
+  def resolved(self, backend: str | None = None) -> TransformerSettings:
+    """These settings with 'auto' replaced by `backend`'s choice (default: JAX's)."""
+    auto = TRANSFORMER_AUTO.get(backend or jax.default_backend(), TRANSFORMER_AUTO["cpu"])
+    return dataclasses.replace(
+        self, **{k: v for k, v in auto.items() if getattr(self, k) == "auto"})
 
 
 ModelSettings = RecurrentSettings | TransformerSettings

@@ -437,6 +437,15 @@ class RecurrentLayer(nnx.Module):
           forget_bias=settings.forget_bias, lstm_init=settings.lstm_init,
           chrono_max_len=settings.chrono_max_len, key=rngs.params())
 
+  def scan(self, x_TxBxI: jax.Array, carry: Carry) -> tuple[jax.Array, Carry]:
+    """`__call__` on time-major arrays (stacked layers stay time-major: no transposes)."""
+    cell = self.cell
+    p = _ScanParams(w_ih=cell.input_proj.kernel[...], b=cell.input_proj.bias[...],
+                    w_hh=cell.recurrent_proj.kernel[...], extra=cell.extra_params())
+    carry = jax.tree.map(lambda a: a.astype(jnp.float32), carry)
+    scan = _scan_batched if self.weight_grads == "batched" else _scan_autodiff
+    return scan(type(cell), self.hoist_input, self.unroll, p, carry, x_TxBxI)
+
   def __call__(self, x_BxTxI: jax.Array, carry: Carry) -> tuple[jax.Array, Carry]:
     """Runs the cell over all T steps from `carry`.
 
@@ -448,13 +457,7 @@ class RecurrentLayer(nnx.Module):
       (y_BxTxH, final carry): the hidden state after every step, and the carry after the
       last step (feed it back in to continue the sequence in the next chunk).
     """
-    cell = self.cell
-    p = _ScanParams(w_ih=cell.input_proj.kernel[...], b=cell.input_proj.bias[...],
-                    w_hh=cell.recurrent_proj.kernel[...], extra=cell.extra_params())
-    x_TxBxI = jnp.swapaxes(x_BxTxI, 0, 1)  # scan walks the leading axis
-    carry = jax.tree.map(lambda a: a.astype(jnp.float32), carry)
-    scan = _scan_batched if self.weight_grads == "batched" else _scan_autodiff
-    y_TxBxH, carry = scan(type(cell), self.hoist_input, self.unroll, p, carry, x_TxBxI)
+    y_TxBxH, carry = self.scan(jnp.swapaxes(x_BxTxI, 0, 1), carry)  # scan walks axis 0
     return jnp.swapaxes(y_TxBxH, 0, 1), carry
 
 
@@ -489,12 +492,14 @@ class RecurrentLM(nnx.Module):
     Returns:
       (logits_BxTxV float32, new state after the last step).
     """
-    h_BxTxH = x_BxTxE
+    # Time-major inside: the TxBxH states (and their gradients) are never transposed; only
+    # the narrow embeddings and logits are.
+    h_TxBxH = jnp.swapaxes(x_BxTxE, 0, 1)
     new_state = []
     for layer, carry in zip(self.layers, state, strict=True):
-      h_BxTxH, carry = layer(h_BxTxH, carry)
+      h_TxBxH, carry = layer.scan(h_TxBxH, carry)
       new_state.append(carry)
-    logits_BxTxV = self.readout(h_BxTxH).astype(jnp.float32)
+    logits_BxTxV = jnp.swapaxes(self.readout(h_TxBxH), 0, 1).astype(jnp.float32)
     return logits_BxTxV, tuple(new_state)
 
   def from_embeddings(self, x_BxTxE: jax.Array) -> jax.Array:

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from seqresearch.models.attention import MultiHeadAttention, causal_mask
+from seqresearch.models.attention import MultiHeadAttention
 from seqresearch.models.config import TransformerSettings
 
 
@@ -34,24 +34,91 @@ def sinusoidal_encoding(length: int, width: int) -> jax.Array:
   return pe_TxFx2.reshape(length, -1)[:, :width]
 
 
+@jax.custom_jvp
+def gelu_exact(x: jax.Array) -> jax.Array:
+  """x * Phi(x), the exact (erf) GELU, computed as `jax.nn.gelu(x, approximate=False)` is.
+
+  Its derivative Phi(x) + x * phi(x) is formed in the forward pass, so the backward pass
+  keeps one array for it instead of the intermediates autodiff would keep.
+  """
+  return 0.5 * x * jax.lax.erfc(-x * math.sqrt(0.5))
+
+
+def _gelu_and_slope(x: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """(gelu_exact(x), its derivative Phi(x) + x * phi(x)), the value computed exactly as above."""
+  erfc = jax.lax.erfc(-x * math.sqrt(0.5))
+  pdf = jnp.exp(-0.5 * x * x) * (1.0 / math.sqrt(2.0 * math.pi))
+  return 0.5 * x * erfc, 0.5 * erfc + x * pdf
+
+
+@gelu_exact.defjvp
+def _gelu_exact_jvp(primals, tangents):
+  (x,), (t,) = primals, tangents
+  y, slope = _gelu_and_slope(x)
+  return y, t * slope
+
+
+@jax.custom_vjp
+def mlp_batched_grads(x_NxD: jax.Array, w1_DxF: jax.Array, b1_F: jax.Array, w2_FxD: jax.Array,
+                      b2_D: jax.Array) -> jax.Array:
+  """gelu_exact(x @ w1 + b1) @ w2 + b2, with a hand-written backward (mlp='custom_vjp').
+
+  Why: autodiff forms each weight gradient as act^T @ grad with the wide NxF activation on
+  the left, which XLA:CPU transposes into a fresh NxF copy; here the narrow NxD side is the
+  transposed one, and only two NxF residuals are kept (the activation and GELU's slope).
+  """
+  return gelu_exact(x_NxD @ w1_DxF + b1_F) @ w2_FxD + b2_D
+
+
+def _mlp_fwd(x_NxD, w1_DxF, b1_F, w2_FxD, b2_D):
+  h_NxF = x_NxD @ w1_DxF + b1_F
+  g_NxF, slope_NxF = _gelu_and_slope(h_NxF)
+  return g_NxF @ w2_FxD + b2_D, (x_NxD, w1_DxF, w2_FxD, g_NxF, slope_NxF)
+
+
+def _mlp_bwd(residuals, dy_NxD):
+  x_NxD, w1_DxF, w2_FxD, g_NxF, slope_NxF = residuals
+  dh_NxF = (dy_NxD @ w2_FxD.T) * slope_NxF
+  dw2_DxF = dy_NxD.T @ g_NxF  # narrow operand transposed (see docstring)
+  dw1_DxF = x_NxD.T @ dh_NxF
+  return (dh_NxF @ w1_DxF.T, dw1_DxF, dh_NxF.sum(0), dw2_DxF.T, dy_NxD.sum(0))
+
+
+mlp_batched_grads.defvjp(_mlp_fwd, _mlp_bwd)
+
+
 class TransformerBlock(nnx.Module):
-  """x + Attn(LN(x)); then x + MLP(LN(x)) with an exact (erf) GELU."""
+  """x + Attn(LN(x)); then x + MLP(LN(x)) with an exact (erf) GELU.
+
+  The attention and MLP forms are the settings' `attention` and `mlp`, resolved for the
+  backend ("auto") when the block is built; every form computes the same values.
+  """
 
   def __init__(self, settings: TransformerSettings, *, rngs: nnx.Rngs):
     d = settings.d_model
     self.attn_norm = nnx.LayerNorm(d, rngs=rngs)
-    self.attn = MultiHeadAttention(d, settings.num_heads, rngs=rngs)
+    self.attn = MultiHeadAttention(d, settings.num_heads,
+                                   implementation=settings.resolved().attention, rngs=rngs)
     self.mlp_norm = nnx.LayerNorm(d, rngs=rngs)
+    self.mlp = settings.resolved().mlp
     self.mlp_in = nnx.Linear(d, settings.mlp_dim, rngs=rngs)
     self.mlp_out = nnx.Linear(settings.mlp_dim, d, rngs=rngs)
 
-  def __call__(self, x_BxTxD: jax.Array,
-               mask: jax.Array | None) -> tuple[jax.Array, jax.Array]:
-    """Args: x_BxTxD, mask None or mask_TxT / mask_BxTxT. Returns (x_BxTxD, w_BxHxTxT)."""
-    a_BxTxD, w_BxHxTxT = self.attn(self.attn_norm(x_BxTxD), mask, return_weights=True)
+  def __call__(self, x_BxTxD: jax.Array, causal: bool, return_weights: bool = False
+               ) -> tuple[jax.Array, jax.Array | None]:
+    """Args: x_BxTxD, causal, return_weights. Returns (x_BxTxD, w_BxHxTxT or None)."""
+    a = self.attn(self.attn_norm(x_BxTxD), return_weights=return_weights, causal=causal)
+    a_BxTxD, w_BxHxTxT = a if return_weights else (a, None)
     x_BxTxD = x_BxTxD + a_BxTxD
-    f_BxTxF = jax.nn.gelu(self.mlp_in(self.mlp_norm(x_BxTxD)), approximate=False)
-    return x_BxTxD + self.mlp_out(f_BxTxF), w_BxHxTxT
+    h_BxTxD = self.mlp_norm(x_BxTxD)
+    if self.mlp == "custom_vjp":
+      b, t, d = h_BxTxD.shape
+      m_BxTxD = mlp_batched_grads(h_BxTxD.reshape(b * t, d), self.mlp_in.kernel[...],
+                                  self.mlp_in.bias[...], self.mlp_out.kernel[...],
+                                  self.mlp_out.bias[...]).reshape(b, t, d)
+    else:
+      m_BxTxD = self.mlp_out(gelu_exact(self.mlp_in(h_BxTxD)))
+    return x_BxTxD + m_BxTxD, w_BxHxTxT
 
 
 class TransformerLM(nnx.Module):
@@ -106,10 +173,9 @@ class TransformerLM(nnx.Module):
       x_BxTxD = x_BxTxD + sinusoidal_encoding(t, d)[None]
     elif pos == "learned":
       x_BxTxD = x_BxTxD + self.pos_table[:t][None]
-    mask_TxT = causal_mask(t) if self.settings.causal else None
     weights = []
     for block in self.blocks:
-      x_BxTxD, w_BxHxTxT = block(x_BxTxD, mask_TxT)
+      x_BxTxD, w_BxHxTxT = block(x_BxTxD, self.settings.causal, return_attention)
       weights.append(w_BxHxTxT)
     logits_BxTxV = self.readout(self.final_norm(x_BxTxD)).astype(jnp.float32)
     if return_attention:
