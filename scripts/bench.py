@@ -6,6 +6,7 @@ a short runner run (a few minutes on a 2-core CPU). The logic lives in `seqresea
 
 from absl import app
 from absl import flags
+from absl import logging
 from ml_collections import config_flags
 
 from seqresearch import benchmark
@@ -26,6 +27,8 @@ _RUNNER = config_flags.DEFINE_config_file(
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  if not flags.FLAGS["verbosity"].present:  # the runner run's orbax logs every save at INFO
+    logging.set_verbosity(logging.WARNING)
   fields = dict(benchmark.QUICK) if _QUICK.value else {}
   fields.update(models=tuple(_MODELS.value), batch_size=_BATCH.value, width=_WIDTH.value,
                 repetitions=_REPS.value, torch=_TORCH.value)

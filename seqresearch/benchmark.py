@@ -582,6 +582,7 @@ def environment(s: BenchSettings) -> dict[str, Any]:
     versions["torch"] = "unavailable"
   return {"backend": jax.default_backend(), "device_kind": device.device_kind,
           "device_count": jax.device_count(), "cpu_count": os.cpu_count(),
+          "load_average_1min_start": os.getloadavg()[0],
           "machine": platform.machine(), "processor": platform.processor(),
           "torch_threads": s.torch_threads, "versions": versions}
 
@@ -620,6 +621,7 @@ def run_benchmark(s: BenchSettings, runner_config: Any = None,
     config.num_train_steps = s.runner_steps
     out["runner"] = runner_overhead(config, s.repetitions)
   out["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+  out["environment"]["load_average_1min_end"] = os.getloadavg()[0]
   return out
 
 
@@ -636,7 +638,12 @@ def format_table(results: dict[str, Any]) -> str:
            f"{env['versions']['torch']}; roof: {roof['n']}^2 {roof['dtype']} matmul "
            f"{roof['flops_per_sec'] / 1e9:.1f} GFLOP/s",
            "train = Adam step fwd+bwd; ours/x = our tokens/s over this one's; "
-           f"medians of {results['settings']['repetitions']}",
+           f"medians of {results['settings']['repetitions']}; load average "
+           f"{env['load_average_1min_start']:.1f} -> {env.get('load_average_1min_end', 0):.1f}"
+           + (" (above the CPU count: a shared machine; trust ratios, not absolutes; PyTorch's"
+              " spinning threads suffer most)"
+              if max(env["load_average_1min_start"], env.get("load_average_1min_end", 0))
+              > env["cpu_count"] else ""),
            f"{'model':<11} {'n':>5} {'impl':<36} {'train ms':>9} {'ktok/s':>8} {'fwd ms':>8} "
            f"{'compile s':>9} {'mem MB':>8} {'GFLOP/s':>8} {'roof':>5} {'ours/x':>6}"]
   for r in results["results"]:
