@@ -10,6 +10,7 @@ from absl import logging
 from ml_collections import config_flags
 
 from seqresearch import benchmark
+from seqresearch import scaling
 
 _QUICK = flags.DEFINE_bool("quick", False, "Sizes and repetitions for a few-minute run.")
 _OUT = flags.DEFINE_string("out", None, "JSON path; default benchmarks/<backend>[-quick].json.")
@@ -20,6 +21,8 @@ _WIDTH = flags.DEFINE_integer("width", 256, "Hidden size / d_model.")
 _REPS = flags.DEFINE_integer("repetitions", 5, "Timed repetitions (>= 5); medians reported.")
 _TORCH = flags.DEFINE_bool("torch", True, "Include PyTorch (if installed).")
 _RUNNER_STEPS = flags.DEFINE_integer("runner_steps", None, "Steps of the runner run; 0 skips.")
+_SEEDS = flags.DEFINE_integer("seeds", 0, "Also time K vmapped seeds vs K sequential runs.")
+_DEVICES = flags.DEFINE_list("device_counts", [], "Also time steps/s on these device counts.")
 _RUNNER = config_flags.DEFINE_config_file(
     "runner_config", "configs/copy.py:lstm", "Config of the runner-overhead run.")
 
@@ -38,9 +41,18 @@ def main(argv: list[str]) -> None:
     fields["runner_steps"] = _RUNNER_STEPS.value
   settings = benchmark.BenchSettings(**fields)
   results = benchmark.run_benchmark(settings, _RUNNER.value, log=lambda m: print(f"... {m}"))
+  if _SEEDS.value:  # Issue "sweeps": the runner's step, K seeds in one program.
+    results["seeds_vmapped_vs_sequential"] = scaling.seeds_vmapped_vs_sequential(
+        _RUNNER.value, _SEEDS.value, repetitions=_REPS.value)
+  if _DEVICES.value:
+    results["steps_per_sec_by_devices"] = scaling.steps_per_sec_by_devices(
+        _RUNNER.value, tuple(int(n) for n in _DEVICES.value), repetitions=_REPS.value)
   out = _OUT.value or benchmark.default_output_path(quick=_QUICK.value)
   benchmark.write_json(results, out)
   print(benchmark.format_table(results))
+  for key in ("seeds_vmapped_vs_sequential", "steps_per_sec_by_devices"):
+    if key in results:
+      print(f"{key}: {results[key]}")
   print(f"wrote {out}")
 
 
