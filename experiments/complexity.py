@@ -1,0 +1,252 @@
+"""Question 5: how do the FLOPs of one layer grow with n and d, and where do they cross?
+
+Runs: none (the layers are traced abstractly; nothing is computed).
+Analysis (`analysis.flops`, `analysis.layer_costs`): the exact FLOPs of one recurrent layer
+(Elman RNN, LSTM, GRU; input and state width d) and of one self-attention layer (width d, with
+its QKV and output projections), and of attention's core alone (QKᵀ, softmax, AV), counted on
+the jaxpr with every scan body times its length: versus n at fixed d and versus d at fixed n;
+fitted power-law exponents and local exponents between neighbouring points; the crossover n*
+(attention costs more than the recurrent layer for n >= n*) at several d, counted and
+analytic; sequential depth and dataflow depth of each layer against n. Together: Table 1 of
+Vaswani et al. (2017), measured.
+Figure: FLOPs against n and against d; n* against d.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from seqresearch import report
+from seqresearch.analysis import fits
+from seqresearch.analysis import flops
+from seqresearch.analysis import layer_costs
+from seqresearch.models import attention
+
+TITLE = "Complexity: FLOPs per layer versus n and d"
+CLAIM = ("Complexity per layer is O(n·d²) for a recurrent layer (the essay prints O(n·d³), a "
+         "typo) and O(n²·d) for self-attention, so attention is cheaper while n < d; sequential "
+         "operations O(n) vs O(1); maximum path length O(n) vs O(1) (Vaswani et al. 2017, "
+         "Table 1).")
+SWEEPS = ()
+CELLS = ("rnn", "lstm", "gru")
+LAYERS = (*CELLS, "attention", "attention_core")
+
+
+def _core_program(n: int, d: int):
+  """Attention's core, one head of width d: softmax(QKᵀ/√d)V with a causal mask."""
+  spec = jax.ShapeDtypeStruct((n, d), jnp.float32)
+
+  def fn(q_NxD, k_NxD, v_NxD):
+    return attention.dot_product_attention_head(q_NxD, k_NxD, v_NxD,
+                                                attention.causal_mask(n))[0]
+
+  return fn, (spec, spec, spec)
+
+
+def _program(layer: str, n: int, d: int):
+  if layer == "attention":
+    return layer_costs.attention_layer_program(n, d)
+  if layer == "attention_core":
+    return _core_program(n, d)
+  return layer_costs.recurrent_layer_program(layer, n, d)
+
+
+def _analytic(layer: str, n: int, d: int) -> int:
+  if layer == "attention":
+    return layer_costs.analytic_attention_matmul_flops(n, d)
+  if layer == "attention_core":
+    return layer_costs.analytic_attention_matmul_flops(n, d, include_projections=False)
+  return layer_costs.analytic_recurrent_matmul_flops(layer, n, d)
+
+
+def _curve(layer: str, points: list[tuple[int, int]], xs: list[int]) -> dict[str, Any]:
+  """FLOPs of `layer` at each (n, d) of `points`; power-law and local exponents against xs."""
+  total, matmul, analytic = [], [], []
+  for n, d in points:
+    fn, args = _program(layer, n, d)
+    count = flops.flop_count(fn, *args)
+    total.append(count.total)
+    matmul.append(count.matmul)
+    analytic.append(_analytic(layer, n, d))
+  local = [math.log(matmul[i + 1] / matmul[i]) / math.log(xs[i + 1] / xs[i])
+           for i in range(len(xs) - 1)]
+  return {"total": total, "matmul": matmul, "analytic_matmul": analytic,
+          "matmul_equals_analytic": matmul == analytic,
+          "exponent": fits.fit_power_law(xs, matmul)[0],
+          "total_exponent": fits.fit_power_law(xs, total)[0],
+          "local_exponents": local}
+
+
+def _depths(layer: str, lengths: list[int], d: int) -> dict[str, Any]:
+  sequential = [flops.sequential_depth(*_flat(_program(layer, n, d))) for n in lengths]
+  dataflow = [flops.dataflow_depth(*_flat(_program(layer, n, d))) for n in lengths]
+  return {"sequential": sequential, "dataflow": dataflow,
+          "sequential_exponent": fits.fit_power_law(lengths, sequential)[0],
+          "dataflow_exponent": fits.fit_power_law(lengths, dataflow)[0]}
+
+
+def _flat(program):
+  fn, args = program
+  return (fn, *args)
+
+
+def run(study: report.Study) -> dict[str, Any]:
+  s = study.settings.complexity
+  lengths, widths = list(s.lengths), list(s.widths)
+  by_n = {layer: _curve(layer, [(n, s.width) for n in lengths], lengths) for layer in LAYERS}
+  by_d = {layer: _curve(layer, [(s.length, d) for d in widths], widths) for layer in LAYERS}
+  crossover = {}
+  for cell in CELLS:
+    rows = {"widths": list(s.crossover_widths), "analytic": [], "matmul": [], "total": []}
+    for d in s.crossover_widths:
+      rows["analytic"].append(layer_costs.crossover_n(d, cell))
+      rows["matmul"].append(layer_costs.counted_crossover_n(d, cell))
+      rows["total"].append(layer_costs.counted_crossover_n(d, cell, counter=flops.count_flops))
+    rows["matmul_exponent"] = (fits.fit_power_law(rows["widths"], rows["matmul"])[0]
+                               if min(rows["matmul"]) > 1 else float("nan"))
+    rows["matmul_over_d"] = [n / d for n, d in zip(rows["matmul"], rows["widths"])]
+    crossover[cell] = rows
+  depth_lengths = list(s.depth_lengths)
+  depths = {layer: _depths(layer, depth_lengths, s.width) for layer in LAYERS}
+  return {"width": s.width, "length": s.length, "lengths": lengths, "widths": widths,
+          "n_over_d": lengths[-1] / s.width, "by_n": by_n, "by_d": by_d,
+          "crossover": crossover, "depth_lengths": depth_lengths, "depths": depths}
+
+
+NAMES = {"rnn": "Elman RNN", "lstm": "LSTM", "gru": "GRU", "attention": "self-attention layer",
+         "attention_core": "attention core (QKᵀ, AV)"}
+
+
+def figures(results: dict[str, Any], out_dir: str) -> list[str]:
+  fig, (n_ax, d_ax, x_ax) = report.figure(ncols=3, width=4.6)
+  for layer in LAYERS:
+    n_ax.loglog(results["lengths"], results["by_n"][layer]["matmul"], marker="o",
+                label=NAMES[layer])
+    d_ax.loglog(results["widths"], results["by_d"][layer]["matmul"], marker="o",
+                label=NAMES[layer])
+  n_ax.set(xlabel="sequence length n", ylabel="matmul FLOPs per example",
+           title=f"one layer, d = {results['width']}")
+  d_ax.set(xlabel="width d", ylabel="matmul FLOPs per example",
+           title=f"one layer, n = {results['length']}")
+  for cell, rows in results["crossover"].items():
+    line, = x_ax.plot(rows["widths"], rows["matmul"], marker="o", label=f"{NAMES[cell]}, counted")
+    x_ax.plot(rows["widths"], rows["analytic"], ls="--", color=line.get_color(),
+              label=f"{NAMES[cell]}, (G−2)·d")
+  x_ax.set(xlabel="width d", ylabel="crossover n*", title="attention costs more for n ≥ n*")
+  for ax in (n_ax, d_ax, x_ax):
+    ax.legend(fontsize=6)
+  return [report.save(fig, os.path.join(out_dir, "complexity.png"))]
+
+
+def tables(results: dict[str, Any]) -> str:
+  rows = []
+  for layer in LAYERS:
+    bn, bd, dp = results["by_n"][layer], results["by_d"][layer], results["depths"][layer]
+    rows.append([NAMES[layer], report.fmt(bn["exponent"]),
+                 report.fmt(bn["local_exponents"][0]) + " → " +
+                 report.fmt(bn["local_exponents"][-1]),
+                 report.fmt(bd["exponent"]),
+                 report.fmt(bd["local_exponents"][0]) + " → " +
+                 report.fmt(bd["local_exponents"][-1]),
+                 "yes" if bn["matmul_equals_analytic"] and bd["matmul_equals_analytic"] else "NO",
+                 report.fmt(dp["sequential_exponent"]), report.fmt(dp["dataflow_exponent"])])
+  out = [f"Exponents of the matmul FLOPs of one layer: against n = {results['lengths'][0]} .. "
+         f"{results['lengths'][-1]} at d = {results['width']} (fit, and local exponent at the "
+         f"first and last step), against d = {results['widths'][0]} .. {results['widths'][-1]} "
+         f"at n = {results['length']}; whether the count equals the analytic formula; "
+         f"exponents of the sequential and dataflow depth against n.", "",
+         report.markdown_table(["layer", "n: fit", "n: local", "d: fit", "d: local",
+                                "count = formula", "sequential depth", "dataflow depth"], rows),
+         "", "Crossover n* (attention's FLOPs exceed the recurrent layer's from n*): analytic "
+         "(G−2)·d, counted matmul FLOPs, counted all FLOPs.", ""]
+  crossover_rows = []
+  for cell, r in results["crossover"].items():
+    for i, d in enumerate(r["widths"]):
+      crossover_rows.append([NAMES[cell], d, report.fmt(r["analytic"][i], ".0f"),
+                             r["matmul"][i], r["total"][i]])
+  out.append(report.markdown_table(["recurrent layer", "d", "analytic", "counted (matmul)",
+                                    "counted (all)"], crossover_rows))
+  return "\n".join(out)
+
+
+def table1(results: dict[str, Any], parallelism: dict[str, Any] | None = None) -> str:
+  """Vaswani et al.'s Table 1 beside the same three quantities measured here."""
+  def measured(layer: str) -> list[str]:
+    bn, bd, dp = results["by_n"][layer], results["by_d"][layer], results["depths"][layer]
+    ns = results["depth_lengths"]
+    return [f"FLOPs ∝ n^{report.fmt(bn['local_exponents'][-1])}·d^{report.fmt(bd['exponent'])}",
+            f"{dp['sequential'][0]} .. {dp['sequential'][-1]} for n = {ns[0]} .. {ns[-1]} "
+            f"(∝ n^{report.fmt(dp['sequential_exponent'])})",
+            f"{dp['dataflow'][0]} .. {dp['dataflow'][-1]} ops "
+            f"(∝ n^{report.fmt(dp['dataflow_exponent'])})"]
+
+  rows = [["Self-attention (core)", "O(n²·d)", *measured("attention_core")[:1], "O(1)",
+           *measured("attention_core")[1:2], "O(1)", *measured("attention_core")[2:]],
+          ["Self-attention (layer, with projections)", "—", *measured("attention")[:1], "O(1)",
+           *measured("attention")[1:2], "O(1)", *measured("attention")[2:]]]
+  for cell in CELLS:
+    m = measured(cell)
+    rows.append([f"Recurrent ({NAMES[cell]})", "O(n·d²)", m[0], "O(n)", m[1], "O(n)", m[2]])
+  headers = ["Layer type", "Complexity per layer (Vaswani)", "measured",
+             "Sequential operations (Vaswani)", "measured (scan steps)",
+             "Maximum path length (Vaswani)", "measured (longest dependency chain)"]
+  text = [report.markdown_table(headers, rows), "",
+          f"Measured exponents: of n at the largest n (n/d = {results['n_over_d']:.0f}, the "
+          f"local exponent between the last two lengths), of d fitted over d = "
+          f"{results['widths'][0]} .. {results['widths'][-1]} at n = {results['length']}. "
+          "Source: `complexity/results.json`."]
+  if parallelism:
+    times = ", ".join(f"{report.label(n)} n^{report.fmt(r['exponents']['train_ms'])}"
+                      for n, r in parallelism["models"].items())
+    text.append(f"Wall time of a training step on {parallelism['backend']} "
+                f"(`parallelism/results.json`): {times}.")
+  return "\n".join(text)
+
+
+def verdict(results: dict[str, Any]) -> report.Verdict:
+  v = report.Verdict(results)
+  last = len(results["lengths"]) - 2  # index of the last local exponent
+  v.say(f"Counting exactly (scan bodies times their length) at d = "
+        f"{v.number('width', 'd')}, one layer's matmul FLOPs grow with n as n^a with a = " +
+        ", ".join(f"{v.number(f'by_n.{c}.exponent')} ({NAMES[c]})" for c in CELLS) +
+        f" for the recurrent layers and a = {v.number('by_n.attention_core.exponent')} for "
+        f"attention's core; the full attention layer's fitted exponent is "
+        f"{v.number('by_n.attention.exponent')}, its local exponent rising from "
+        f"{v.number('by_n.attention.local_exponents.0')} at the shortest n to "
+        f"{v.number(f'by_n.attention.local_exponents.{last}')} at n/d = "
+        f"{v.number('n_over_d', '.0f')}: the n² term dominates only for n ≫ d, because the "
+        f"projections cost O(n·d²) too.")
+  v.say(f"Against d at n = {v.number('length', 'd')}, the recurrent layers grow as d^" +
+        ", d^".join(f"{v.number(f'by_d.{c}.exponent')} ({NAMES[c]})" for c in CELLS) +
+        " — O(n·d²), not the essay's O(n·d³) — and attention's core as d^"
+        f"{v.number('by_d.attention_core.exponent')}.")
+  mismatched = [layer for layer in LAYERS
+                if not (results["by_n"][layer]["matmul_equals_analytic"] and
+                        results["by_d"][layer]["matmul_equals_analytic"])]
+  if mismatched:
+    v.say("The counts differ from the analytic formulas for " + ", ".join(mismatched) + ".")
+  else:
+    v.say("Every count equals the analytic matmul formula exactly.")
+  lstm = results["crossover"]["lstm"]
+  i = len(lstm["widths"]) - 1
+  v.say(f"An attention layer costs more FLOPs than an LSTM layer from n* = "
+        f"{v.number(f'crossover.lstm.matmul.{i}', 'd')} at d = "
+        f"{v.number(f'crossover.lstm.widths.{i}', 'd')} (analytic (G−2)·d = "
+        f"{v.number(f'crossover.lstm.analytic.{i}', '.0f')}; counting all FLOPs, "
+        f"{v.number(f'crossover.lstm.total.{i}', 'd')}), and n* grows as d^"
+        f"{v.number('crossover.lstm.matmul_exponent')}: attention is the cheaper layer only "
+        f"for n below about {v.number(f'crossover.lstm.matmul_over_d.{i}', '.1f')}·d.")
+  seq = results["depths"]
+  v.say(f"Sequential depth grows as n^{v.number('depths.lstm.sequential_exponent')} for the "
+        f"LSTM and n^{v.number('depths.attention.sequential_exponent')} for attention, and the "
+        f"longest dependency chain (maximum path length) as "
+        f"n^{v.number('depths.lstm.dataflow_exponent')} against "
+        f"n^{v.number('depths.attention.dataflow_exponent')}.")
+  if seq["attention"]["dataflow_exponent"] > 0.1 or seq["lstm"]["dataflow_exponent"] < 0.9:
+    v.contradicts("The measured path lengths do not follow Table 1's O(n) vs O(1).")
+  return v
