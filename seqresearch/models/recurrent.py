@@ -305,10 +305,12 @@ def make_cell(cell: str, in_features: int, hidden_size: int, *, rngs: nnx.Rngs) 
 #
 # Why it is written the way it is (measured on XLA:CPU, see benchmarks/):
 # * Memory is time: XLA:CPU takes its temporaries from fresh pages on every call, so each MB
-#   of peak memory costs a page-fault pass (~0.3 ms/MB here). The batched form therefore
-#   keeps only the residuals its hand-written pullback needs (lstm 5, gru 4, rnn 1 arrays
-#   TxBxH), writes them over the hoisted input projections they replace, and writes the gate
-#   gradients over the residuals they replace: both loops update carried buffers in place.
+#   of peak memory costs a page-fault pass (~0.3 ms/MB here). The batched form keeps only the
+#   residuals its hand-written pullback needs (lstm 5, gru 4, rnn 1 arrays TxBxH, against
+#   about twice that for autodiff); for the same reason hoisting the input projection (G more
+#   TxBxH arrays) is slower on CPU than one small matmul per step. Writing residuals and
+#   gradients in place over dead buffers (a loop-carried buffer read and updated at step t)
+#   was tried: XLA then copies the whole buffers every step, so the loops use scan outputs.
 # * Layout: the per-step slice of one stacked TxBxGH array, split into gates inside an
 #   elementwise fusion, compiles to slow code (10x slower than reading whole arrays), so
 #   every stacked array here is one gate's TxBxH.
