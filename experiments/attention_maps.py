@@ -156,7 +156,8 @@ def verdict(results: dict[str, Any]) -> report.Verdict:
     if not part:
       continue
     near, far = str(part["distances"][0]), str(part["distances"][-1])
-    v.say(f"On {key}, the Transformer's best head puts "
+    task = "the copy task" if key == "copy" else "agreement"
+    v.say(f"On {task}, the Transformer's best head puts "
           f"{v.number(f'{key}.best.{near}.mass')} of its attention on the true source at "
           f"distance {near} and {v.number(f'{key}.best.{far}.mass')} at distance {far} (a "
           f"uniform head: {v.number(f'{key}.uniform.{near}', '.3f')} and "

@@ -139,6 +139,14 @@ def verdict(results: dict[str, Any]) -> report.Verdict:
   if holding:
     v.say("It does not fall beyond the 95% intervals for " +
           ", ".join(f"the {report.label(n)}" for n in holding) + ".")
+  # A mean over few seeds can hide one seed that breaks down: name the worst seed.
+  broken = [n for n in learnt
+            if variants[n]["by_distance"][far]["accuracy"]["min"] < LEARNT <=
+            variants[n]["by_distance"][edge]["accuracy"]["min"]]
+  if broken:
+    v.say("Beyond training, the worst seed drops below " + f"{LEARNT}" + " for " + ", ".join(
+        f"the {report.label(n)} ({v.number(acc(n, edge) + '.min')} at distance {edge}, "
+        f"{v.number(acc(n, far) + '.min')} at {far})" for n in broken) + ".")
   transformers = [n for n in learnt if not report.is_recurrent(n)]
   recurrent = [n for n in learnt if report.is_recurrent(n)]
   if transformers and recurrent:

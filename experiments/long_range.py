@@ -79,6 +79,8 @@ def _agreement(study: report.Study) -> dict[str, Any]:
 
     variants[study.variant(run)] = {
         "accuracy": analyze.stat([m["accuracy"] for m in evals]),
+        "seeds_solved": sum(m["accuracy"] >= SOLVED for m in evals),
+        "num_seeds": len(evals),
         "by_distance": by("accuracy_by_distance"),
         "by_attractors": by("accuracy_by_attractors"),
         "run": study.relpath(run.workdir),
@@ -114,11 +116,15 @@ def figures(results: dict[str, Any], out_dir: str) -> list[str]:
       _errorbar(acc_ax, [int(d) for d in ds], [points[d]["accuracy"] for d in ds], name)
       _errorbar(loss_ax, [int(d) for d in ds], [points[d]["loss_over_baseline"] for d in ds],
                 name)
+    for ax in (acc_ax, loss_ax):
+      ax.set_xscale("log")
+      ax.set_xticks(copy["distances"], [str(d) for d in copy["distances"]])
+      ax.minorticks_off()
     acc_ax.axhline(copy["chance"], color="0.4", ls="--", label="memoryless (chance 1/K)")
-    acc_ax.set(xscale="log", xlabel="dependency distance (delay + 10)", ylabel="accuracy",
+    acc_ax.set(xlabel="dependency distance (delay + 10)", ylabel="accuracy",
                ylim=(0, 1.05), title="Copy task: recalled symbols")
     loss_ax.axhline(1.0, color="0.4", ls="--", label="memoryless baseline")
-    loss_ax.set(xscale="log", xlabel="dependency distance (delay + 10)",
+    loss_ax.set(xlabel="dependency distance (delay + 10)",
                 ylabel="eval loss / memoryless baseline loss", title="Copy task: loss")
     acc_ax.legend(fontsize=7)
     loss_ax.legend(fontsize=7)
@@ -286,6 +292,10 @@ def _agreement_verdict(v: report.Verdict, agreement: dict[str, Any]) -> None:
                   for n in names) +
         f"; with {key} attractors it is " +
         ", ".join(f"{report.label(n)} {v.number(path(n) + '.mean')}" for n in have) + ".")
+  v.say(f"Seeds that learn it (accuracy >= {SOLVED}): " + ", ".join(
+      f"{v.number(f'agreement.variants.{n}.seeds_solved', 'd')} of "
+      f"{v.number(f'agreement.variants.{n}.num_seeds', 'd')} ({report.label(n)})"
+      for n in names) + ".")
   if "transformer" not in have:
     return
   tf = variants["transformer"]["by_attractors"][key]

@@ -273,10 +273,12 @@ def attention_mass_by_distance(restored: Restored, distances: list[int], *,
 
 
 def stat(values: list[float]) -> dict[str, Any]:
-  """{'mean', 'ci95', 'per_seed'}: the mean and its 95% t interval half-width over seeds."""
+  """{'mean', 'ci95', 'min', 'max', 'per_seed'}: the mean over seeds with its 95% t interval
+  half-width (NaN for one seed), and the worst and best seed."""
   finite = [v for v in values if np.isfinite(v)]
   mean, half = fits.mean_ci(finite) if finite else (float("nan"), float("nan"))
-  return {"mean": mean, "ci95": half, "per_seed": [float(v) for v in values]}
+  return {"mean": mean, "ci95": half, "min": min(finite, default=float("nan")),
+          "max": max(finite, default=float("nan")), "per_seed": [float(v) for v in values]}
 
 
 def default_distances(restored: Restored) -> list[int]:

@@ -173,7 +173,7 @@ def test_lookup_fmt_and_compare():
 
 
 def _stat(mean: float, ci95: float = 0.02) -> dict:
-  return {"mean": mean, "ci95": ci95, "per_seed": [mean] * 3}
+  return {"mean": mean, "ci95": ci95, "min": mean, "max": mean, "per_seed": [mean] * 3}
 
 
 def _check_cited(verdict: report.Verdict, results: dict) -> None:
@@ -195,9 +195,11 @@ def test_long_range_verdict_names_results_against_the_essay():
           "lstm_chrono": {"20": point(1.0), "110": point(0.98)}}},
       "agreement": {"chance": 0.5, "failed_runs": [], "variants": {
           "transformer": {"accuracy": _stat(0.8), "by_distance": {"10": _stat(0.8)},
-                          "by_attractors": {"0": _stat(0.9), "3": _stat(0.6)}, "run": "r"},
+                          "by_attractors": {"0": _stat(0.9), "3": _stat(0.6)}, "run": "r",
+                          "seeds_solved": 0, "num_seeds": 3},
           "lstm": {"accuracy": _stat(0.9), "by_distance": {"10": _stat(0.9)},
-                   "by_attractors": {"0": _stat(0.9), "3": _stat(0.85)}, "run": "r"}}},
+                   "by_attractors": {"0": _stat(0.9), "3": _stat(0.85)}, "run": "r",
+                   "seeds_solved": 3, "num_seeds": 3}}},
       "failed_runs": [],
   }
   verdict = long_range.verdict(results)
@@ -207,6 +209,7 @@ def test_long_range_verdict_names_results_against_the_essay():
   assert "Tran et al. (2018)" in text
   assert "As the essay predicts" not in verdict.text  # chrono LSTM ties the Transformer
   assert "remembers nothing" in verdict.text  # the forget-bias-1 LSTM at 110
+  assert "3 of 3 (LSTM (forget bias 1))" in verdict.text
 
 
 def test_extrapolation_verdict_flags_transformers_that_fail_beyond_training():
@@ -221,6 +224,8 @@ def test_extrapolation_verdict_flags_transformers_that_fail_beyond_training():
   _check_cited(verdict, results)
   assert len(verdict.contradictions) == 1 and "Delétang" in verdict.contradictions[0]
   assert "falls for the Transformer (1.00 → 0.55)" in verdict.text
+  assert "worst seed drops below 0.9 for the Transformer (1.00 at distance 20, 0.55 at 80)" \
+      in verdict.text
 
 
 def test_complexity_counts_match_table_1_on_small_sizes(tmp_path):

@@ -1,5 +1,8 @@
 """The smoke-scale report end to end: `scripts/report.py --scale=smoke` trains tiny runs, runs
 every experiment and writes REPORT.md; every number of every verdict is traced to its JSON.
+
+One test function runs the report once and checks it part by part: pytest-xdist (`-n 2`)
+spreads test functions over workers, and each worker would build a module fixture again.
 """
 
 from __future__ import annotations
@@ -19,20 +22,21 @@ from seqresearch import report
 SCRIPT = os.path.join(ROOT, "scripts", "report.py")
 
 
-@pytest.fixture(scope="module")
-def smoke(tmp_path_factory):
-  workdir = tmp_path_factory.mktemp("study")
-  result = subprocess.run([sys.executable, SCRIPT, "--scale=smoke", f"--workdir={workdir}"],
+def test_smoke_report_end_to_end(tmp_path):
+  result = subprocess.run([sys.executable, SCRIPT, "--scale=smoke", f"--workdir={tmp_path}"],
                           capture_output=True, text=True, timeout=900)
   assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-  return workdir
+  _check_sections_table_1_and_figures(tmp_path)
+  _check_every_verdict_number_equals_the_json_it_came_from(tmp_path)
+  _check_runs_are_traceable_and_analyses_measured_what_they_claim(tmp_path)
+  _check_rerun_reuses_finished_runs(tmp_path)
 
 
 def _results(workdir, name: str) -> dict:
   return json.loads((workdir / name / report.RESULTS_FILE).read_text())
 
 
-def test_report_has_every_section_table_1_and_existing_figures(smoke):
+def _check_sections_table_1_and_figures(smoke) -> None:
   text = (smoke / report.REPORT_FILE).read_text()
   assert text.startswith("# Why attention beats RNNs/LSTMs — measured")
   assert "## Results that contradict the essay" in text
@@ -50,7 +54,7 @@ def test_report_has_every_section_table_1_and_existing_figures(smoke):
     assert (smoke / image).stat().st_size > 1000, image
 
 
-def test_every_verdict_number_equals_the_json_it_came_from(smoke):
+def _check_every_verdict_number_equals_the_json_it_came_from(smoke) -> None:
   text = (smoke / report.REPORT_FILE).read_text()
   for name in report.EXPERIMENTS:
     results = _results(smoke, name)
@@ -72,7 +76,7 @@ def test_every_verdict_number_equals_the_json_it_came_from(smoke):
       assert contradiction in text.split("## Table 1")[0]
 
 
-def test_runs_are_traceable_and_analyses_measured_what_they_claim(smoke):
+def _check_runs_are_traceable_and_analyses_measured_what_they_claim(smoke) -> None:
   long_range = _results(smoke, "long_range")
   for variant in long_range["copy"]["variants"].values():
     for point in variant.values():
@@ -108,7 +112,7 @@ def test_runs_are_traceable_and_analyses_measured_what_they_claim(smoke):
   assert complexity["by_n"]["rnn"]["exponent"] == pytest.approx(1.0, abs=1e-6)
 
 
-def test_rerun_reuses_finished_runs(smoke):
+def _check_rerun_reuses_finished_runs(smoke) -> None:
   summaries = sorted(smoke.glob("runs/*/*/summary.json"))
   stamps = [os.path.getmtime(p) for p in summaries]
   result = subprocess.run([sys.executable, SCRIPT, "--scale=smoke", f"--workdir={smoke}",
