@@ -23,6 +23,9 @@ _TORCH = flags.DEFINE_bool("torch", True, "Include PyTorch (if installed).")
 _RUNNER_STEPS = flags.DEFINE_integer("runner_steps", None, "Steps of the runner run; 0 skips.")
 _SEEDS = flags.DEFINE_integer("seeds", 0, "Also time K vmapped seeds vs K sequential runs.")
 _DEVICES = flags.DEFINE_list("device_counts", [], "Also time steps/s on these device counts.")
+_ALLOCATOR = flags.DEFINE_enum(
+    "host_allocator", "auto", ["auto", "keep", "system"],
+    "Host memory for the whole process: 'keep' freed memory (CPU default), 'system' malloc.")
 _RUNNER = config_flags.DEFINE_config_file(
     "runner_config", "configs/copy.py:lstm", "Config of the runner-overhead run.")
 
@@ -34,7 +37,8 @@ def main(argv: list[str]) -> None:
     logging.set_verbosity(logging.WARNING)
   fields = dict(benchmark.QUICK) if _QUICK.value else {}
   fields.update(models=tuple(_MODELS.value), batch_size=_BATCH.value, width=_WIDTH.value,
-                repetitions=_REPS.value, torch=_TORCH.value)
+                repetitions=_REPS.value, torch=_TORCH.value,
+                host_allocator=_ALLOCATOR.value)
   if _LENGTHS.value:
     fields["lengths"] = tuple(int(n) for n in _LENGTHS.value)
   if _RUNNER_STEPS.value is not None:

@@ -37,6 +37,7 @@ import numpy as np
 import optax
 from flax import nnx
 
+from seqresearch import host_memory
 from seqresearch import models
 
 RECURRENT = ("rnn", "lstm", "gru")
@@ -74,6 +75,8 @@ class BenchSettings:
     torch: include PyTorch (if importable); torch_threads: its intra-op threads.
     compile_lengths: lengths at which the recurrent models' train-step compile time is taken.
     runner_steps: steps of the full training run for the runner overhead (0 skips it).
+    host_allocator: seqresearch.host_memory mode for the whole process (every implementation,
+      PyTorch included, runs under it); 'auto' is the runner's default.
   """
 
   models: tuple[str, ...] = MODELS
@@ -91,8 +94,10 @@ class BenchSettings:
   torch_threads: int = 2
   compile_lengths: tuple[int, ...] = (64, 4096)
   runner_steps: int = 400
+  host_allocator: str = "auto"
 
   def __post_init__(self) -> None:
+    host_memory.check(self.host_allocator)
     unknown = sorted(set(self.models) - set(MODELS))
     if unknown:
       raise ValueError(f"models={list(self.models)}: unknown {unknown}; allowed: {MODELS}.")
@@ -590,8 +595,10 @@ def environment(s: BenchSettings) -> dict[str, Any]:
 def run_benchmark(s: BenchSettings, runner_config: Any = None,
                   log: Callable[[str], None] = lambda msg: None) -> dict[str, Any]:
   """Runs everything `s` asks for and returns the JSON-ready results (see the README)."""
+  applied = host_memory.configure(s.host_allocator, jax.default_backend())
   out = {"schema_version": 1, "settings": dataclasses.asdict(s), "environment": environment(s),
          "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+  out["environment"]["host_allocator"] = applied
   log("matmul roof")
   out["roof"] = matmul_roof(s.repetitions)
   out["results"] = []
@@ -619,6 +626,7 @@ def run_benchmark(s: BenchSettings, runner_config: Any = None,
     log("runner overhead")
     config = runner_config.copy_and_resolve_references()
     config.num_train_steps = s.runner_steps
+    config.host_allocator = s.host_allocator
     out["runner"] = runner_overhead(config, s.repetitions)
   out["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
   out["environment"]["load_average_1min_end"] = os.getloadavg()[0]
@@ -636,7 +644,8 @@ def format_table(results: dict[str, Any]) -> str:
   lines = [f"{env['backend']} ({env['device_kind']}, {env['cpu_count']} CPUs), jax "
            f"{env['versions']['jax']}, flax {env['versions']['flax']}, torch "
            f"{env['versions']['torch']}; roof: {roof['n']}^2 {roof['dtype']} matmul "
-           f"{roof['flops_per_sec'] / 1e9:.1f} GFLOP/s",
+           f"{roof['flops_per_sec'] / 1e9:.1f} GFLOP/s; host allocator "
+           f"{env.get('host_allocator', 'system')}",
            "train = Adam step fwd+bwd; ours/x = our tokens/s over this one's; "
            f"medians of {results['settings']['repetitions']}; load average "
            f"{env['load_average_1min_start']:.1f} -> {env.get('load_average_1min_end', 0):.1f}"

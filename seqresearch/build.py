@@ -12,6 +12,7 @@ from typing import Any
 import optax
 from ml_collections import config_dict
 
+from seqresearch import host_memory
 from seqresearch import models
 from seqresearch import tasks
 
@@ -72,6 +73,7 @@ def validate_run(config: config_dict.ConfigDict, num_devices: int = 1) -> RunSet
           f"e.g. {max(num_devices, config[name] // num_devices * num_devices)}.")
   _check_int(config, "num_train_steps", 0)
   _check_int(config, "keep_best_checkpoints", 0)
+  host_memory.check(config.host_allocator)
   make_optimizer(config.optimizer, config.num_train_steps)  # Validates the optimizer group.
 
   task = task_settings(config.task)

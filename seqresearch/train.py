@@ -28,6 +28,7 @@ from ml_collections import config_dict
 from seqresearch import build
 from seqresearch import checkpointing
 from seqresearch import distributed
+from seqresearch import host_memory
 from seqresearch import metric_writer
 from seqresearch import progress
 from seqresearch import steps
@@ -74,6 +75,7 @@ def mean_metrics(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
 def _environment() -> dict[str, Any]:
   device = jax.devices()[0]
   return {
+      "host_allocator": host_memory.configure("system", device.platform),  # what is in effect
       "versions": {"python": platform.python_version(), "jax": jax.__version__,
                    "flax": flax.__version__, "optax": optax.__version__,
                    "orbax_checkpoint": orbax.checkpoint.__version__},
@@ -120,6 +122,7 @@ def train_and_evaluate(config: config_dict.ConfigDict, workdir: str,
   started = time.time()
   # Everything that can be wrong with the config fails here, before anything is compiled.
   run = build.validate_run(config, num_devices=jax.device_count())
+  host_memory.configure(config.host_allocator, jax.default_backend())
   if distributed.is_leader():
     workdir_lib.prepare(config, workdir, restart)
   distributed.barrier("workdir prepared")

@@ -73,6 +73,8 @@ BAD = [
     ("configs/agreement.py", "lstm", "task.max_nouns", 9, ["task.max_nouns", "3"]),
     ("configs/agreement.py", "lstm", "task.min_attractors", 3, ["task.min_attractors=3"]),
     ("configs/agreement.py", "lstm", "task.mode", "mixed", ["task.mode='mixed'", "balanced"]),
+    ("configs/copy.py", "lstm", "host_allocator", "jemalloc", ["host_allocator='jemalloc'",
+                                                               "keep"]),
 ]
 
 

@@ -390,6 +390,11 @@ def _scan_batched_bwd(cell: type[RecurrentCell], hoist: bool, unroll: int, resid
   _, hidden_pullback = jax.vjp(cell.hidden, carry0)
   w_hh_GHxH = p.w_hh.T
 
+  # Which gate gradients leave the loop: all of d hg as one BxGH array (the matmul's operand
+  # anyway: one stacked write per step instead of G), and the d xg blocks that differ from
+  # their d hg block (gru's n) separately.
+  xg_only = [k for k, slot in enumerate(cell.xg_slots) if slot not in cell.hg_slots]
+
   def body(acc: tuple[Carry, Any], step_in: Any) -> tuple[tuple[Carry, Any], Any]:
     dcarry, dextra = acc
     res_t, h_prev_BxH, dy_BxH = step_in
@@ -397,23 +402,28 @@ def _scan_batched_bwd(cell: type[RecurrentCell], hoist: bool, unroll: int, resid
     dhg_BxGH = jnp.concatenate([dz[k] for k in cell.hg_slots], axis=-1)
     (dcarry_h,) = hidden_pullback(dhg_BxGH @ w_hh_GHxH)
     dcarry_prev = jax.tree.map(jnp.add, dcarry_prev, dcarry_h)
-    return (dcarry_prev, jax.tree.map(jnp.add, dextra, dextra_t)), dz
+    out = (dhg_BxGH, tuple(dz[cell.xg_slots[k]] for k in xg_only))
+    return (dcarry_prev, jax.tree.map(jnp.add, dextra, dextra_t)), out
 
   dextra0 = jax.tree.map(jnp.zeros_like, p.extra)
-  (dcarry0, dextra), dz_R = jax.lax.scan(
+  (dcarry0, dextra), (dhg_TxBxGH, dxg_only) = jax.lax.scan(
       body, (dcarry, dextra0), (res_R, hprev_TxBxH, dy_TxBxH), reverse=True, unroll=unroll)
-  n = t_len * b  # the weight gradients: one (T*B)-deep matmul per gate block
+  n, h = t_len * b, hprev_TxBxH.shape[-1]  # the weight gradients: (T*B)-deep matmuls
   x_NxI = x_TxBxI.reshape(n, i).astype(jnp.float32)
-  hprev_NxH = hprev_TxBxH.reshape(n, -1)
-  dxg_G = [dz_R[k].reshape(n, -1) for k in cell.xg_slots]
-  dhg_G = [dz_R[k].reshape(n, -1) for k in cell.hg_slots]
-  w_IxGxH = p.w_ih.reshape(i, cell.num_gates, -1)
-  dx_NxI = sum(dxg @ w_IxGxH[:, k].T for k, dxg in enumerate(dxg_G))
+  dhg_NxGH = dhg_TxBxGH.reshape(n, -1)
+  if xg_only:  # d xg: d hg with the differing blocks swapped in (once, after the loop)
+    blocks = [dhg_NxGH[:, k * h:(k + 1) * h] for k in range(cell.num_gates)]
+    for k, d_TxBxH in zip(xg_only, dxg_only, strict=True):
+      blocks[k] = d_TxBxH.reshape(n, h)
+    dxg_NxGH = jnp.concatenate(blocks, axis=-1)
+  else:
+    dxg_NxGH = dhg_NxGH
   grads = _ScanParams(
-      w_ih=jnp.concatenate([x_NxI.T @ dxg for dxg in dxg_G], axis=1).astype(p.w_ih.dtype),
-      b=jnp.concatenate([dxg.sum(0) for dxg in dxg_G]).astype(p.b.dtype),
-      w_hh=jnp.concatenate([hprev_NxH.T @ dhg for dhg in dhg_G], axis=1).astype(p.w_hh.dtype),
+      w_ih=(x_NxI.T @ dxg_NxGH).astype(p.w_ih.dtype),
+      b=dxg_NxGH.sum(0).astype(p.b.dtype),
+      w_hh=(hprev_TxBxH.reshape(n, h).T @ dhg_NxGH).astype(p.w_hh.dtype),
       extra=dextra)
+  dx_NxI = dxg_NxGH @ p.w_ih.astype(jnp.float32).T
   return grads, dcarry0, dx_NxI.reshape(t_len, b, i).astype(x_TxBxI.dtype)
 
 
