@@ -37,6 +37,7 @@ import numpy as np
 import optax
 from flax import nnx
 
+from seqresearch import evaluation
 from seqresearch import host_memory
 from seqresearch import models
 
@@ -293,8 +294,9 @@ class _Runner:
 
 
 def _cross_entropy(logits_BxTxV: jax.Array, targets_BxT: jax.Array) -> jax.Array:
-  return optax.softmax_cross_entropy_with_integer_labels(
-      logits_BxTxV.astype(jnp.float32), targets_BxT).mean()
+  """The runner's loss (every implementation gets the same one)."""
+  logp_BxTxV = jax.nn.log_softmax(logits_BxTxV.astype(jnp.float32), axis=-1)
+  return evaluation.target_nll(logp_BxTxV, targets_BxT).mean()
 
 
 def _memory_bytes(compiled: Any) -> int | None:

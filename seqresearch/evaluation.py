@@ -16,6 +16,17 @@ import jax.numpy as jnp
 from seqresearch import tasks
 
 
+def target_nll(logp_BxTxV: jax.Array, targets_BxT: jax.Array) -> jax.Array:
+  """-log p(target) at every position, nll_BxT.
+
+  Picked by a one-hot product, not `take_along_axis`: the same numbers (the other terms are
+  exact zeros), but the gather's gradient is a scatter-add whose XLA:CPU compile time grows
+  with T (a recurrent train step: 0.9 s at T=64, 1.6 s at T=4096), while this stays flat.
+  """
+  one_hot_BxTxV = jax.nn.one_hot(targets_BxT, logp_BxTxV.shape[-1], dtype=logp_BxTxV.dtype)
+  return -(logp_BxTxV * one_hot_BxTxV).sum(axis=-1)
+
+
 def loss_and_correct(logits_BxTxV: jax.Array,
                      batch: tasks.Batch) -> tuple[jax.Array, jax.Array, jax.Array]:
   """Mean cross-entropy over `loss_weights`, correctness at scored positions.
@@ -26,7 +37,7 @@ def loss_and_correct(logits_BxTxV: jax.Array,
     scored: scalar, number of scored positions.
   """
   logp_BxTxV = jax.nn.log_softmax(logits_BxTxV.astype(jnp.float32), axis=-1)
-  nll_BxT = -jnp.take_along_axis(logp_BxTxV, batch.targets[..., None], axis=-1)[..., 0]
+  nll_BxT = target_nll(logp_BxTxV, batch.targets)
   loss = (nll_BxT * batch.loss_weights).sum() / jnp.maximum(batch.loss_weights.sum(), 1.0)
   hit_BxT = (jnp.argmax(logits_BxTxV, axis=-1) == batch.targets).astype(jnp.float32)
   return loss, hit_BxT * batch.weights, batch.weights.sum()
@@ -35,7 +46,7 @@ def loss_and_correct(logits_BxTxV: jax.Array,
 def batch_sums(logits_BxTxV: jax.Array, batch: tasks.Batch, num_buckets: int) -> dict[str, Any]:
   """Sums (not means) of every evaluation statistic, so batches add up exactly."""
   logp_BxTxV = jax.nn.log_softmax(logits_BxTxV.astype(jnp.float32), axis=-1)
-  nll_BxT = -jnp.take_along_axis(logp_BxTxV, batch.targets[..., None], axis=-1)[..., 0]
+  nll_BxT = target_nll(logp_BxTxV, batch.targets)
   _, correct_BxT, _ = loss_and_correct(logits_BxTxV, batch)
   has_scored_B = batch.weights.sum(axis=1) > 0
   # An example is solved when every one of its scored positions is right.

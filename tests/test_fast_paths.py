@@ -225,3 +225,22 @@ def test_host_allocator_keep_reuses_memory_instead_of_faulting_in_fresh_pages():
     faults[mode] = float(out[-1])
   assert faults["system"] > 1000, faults  # MBs of temporaries, page-faulted in every step
   assert faults["keep"] < 0.05 * faults["system"], faults
+
+
+def test_target_nll_equals_the_gather_with_its_gradient():
+  """The one-hot pick (flat compile time in T) computes exactly what the gather does."""
+  from seqresearch import evaluation  # pylint: disable=g-import-not-at-top
+  logits = 5.0 * jax.random.normal(jax.random.key(0), (4, 33, 11))
+  targets = jax.random.randint(jax.random.key(1), (4, 33), 0, 11)
+  weights = jax.random.uniform(jax.random.key(2), (4, 33))
+
+  def gather(lg):
+    logp = jax.nn.log_softmax(lg)
+    return -jnp.take_along_axis(logp, targets[..., None], axis=-1)[..., 0]
+
+  def one_hot(lg):
+    return evaluation.target_nll(jax.nn.log_softmax(lg), targets)
+
+  chex.assert_trees_all_equal(one_hot(logits), gather(logits))
+  grad = lambda f: jax.grad(lambda lg: (f(lg) * weights).sum())(logits)  # noqa: E731
+  _close(grad(one_hot), grad(gather), tol=1e-6)
