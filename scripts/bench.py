@@ -10,6 +10,7 @@ from absl import logging
 from ml_collections import config_flags
 
 from seqresearch import benchmark
+from seqresearch import host_memory
 from seqresearch import scaling
 
 _QUICK = flags.DEFINE_bool("quick", False, "Sizes and repetitions for a few-minute run.")
@@ -24,7 +25,7 @@ _RUNNER_STEPS = flags.DEFINE_integer("runner_steps", None, "Steps of the runner 
 _SEEDS = flags.DEFINE_integer("seeds", 0, "Also time K vmapped seeds vs K sequential runs.")
 _DEVICES = flags.DEFINE_list("device_counts", [], "Also time steps/s on these device counts.")
 _ALLOCATOR = flags.DEFINE_enum(
-    "host_allocator", "auto", ["auto", "keep", "system"],
+    "host_allocator", "auto", list(host_memory.HOST_ALLOCATORS),
     "Host memory for the whole process: 'keep' freed memory (CPU default), 'system' malloc.")
 _RUNNER = config_flags.DEFINE_config_file(
     "runner_config", "configs/copy.py:lstm", "Config of the runner-overhead run.")

@@ -73,7 +73,7 @@ def validate_run(config: config_dict.ConfigDict, num_devices: int = 1) -> RunSet
           f"e.g. {max(num_devices, config[name] // num_devices * num_devices)}.")
   _check_int(config, "num_train_steps", 0)
   _check_int(config, "keep_best_checkpoints", 0)
-  host_memory.check(config.host_allocator)
+  host_memory.check(config.get("host_allocator", "auto"))  # absent from older configs
   make_optimizer(config.optimizer, config.num_train_steps)  # Validates the optimizer group.
 
   task = task_settings(config.task)

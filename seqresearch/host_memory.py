@@ -9,6 +9,8 @@ with the settings below (PyTorch's steps gain alike: its nn.LSTM went from 52 to
 README "Benchmark", and tests/test_fast_paths.py for the fault count). 'keep' tells glibc never to use mmap for an allocation and never to
 trim the heap, so freed blocks are reused by the next step; the
 process then holds its peak memory until it exits, as an accelerator's allocator does.
+(Threads other than the one that allocates first get arenas of their own, which may still
+unmap very large blocks; the steps measured here run without page faults all the same.)
 
 The setting is process-wide and one-way ('system' leaves malloc as it is; it cannot undo an
 earlier 'keep'). It changes no number a run computes, only its speed and resident memory.
@@ -41,7 +43,7 @@ def _mallopt():
   try:
     libc = ctypes.CDLL(ctypes.util.find_library("c") or None)
     return libc.mallopt if hasattr(libc, "mallopt") else None
-  except OSError:
+  except (OSError, TypeError):  # no C library to load by that name (Windows)
     return None
 
 
@@ -67,9 +69,14 @@ def configure(mode: str, backend: str) -> str:
     if mallopt is None:
       logging.warning("host_allocator='keep' needs glibc's mallopt; leaving malloc as it is.")
       return _applied
-    ok = all(mallopt(param, value) == 1 for param, value in
-             ((_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, _INT_MAX)))
-    if not ok:
-      logging.warning("mallopt refused a host_allocator='keep' setting; leaving the rest.")
+    results = [mallopt(_M_MMAP_MAX, 0), mallopt(_M_TRIM_THRESHOLD, _INT_MAX)]
+    if results != [1, 1]:
+      logging.warning("mallopt refused host_allocator='keep' (results %s).", results)
+      return _applied
     _applied = "keep"
+  return _applied
+
+
+def current() -> str:
+  """The process's setting: 'keep' once `configure` applied it, else 'system'."""
   return _applied

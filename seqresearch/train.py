@@ -75,7 +75,7 @@ def mean_metrics(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
 def _environment() -> dict[str, Any]:
   device = jax.devices()[0]
   return {
-      "host_allocator": host_memory.configure("system", device.platform),  # what is in effect
+      "host_allocator": host_memory.current(),
       "versions": {"python": platform.python_version(), "jax": jax.__version__,
                    "flax": flax.__version__, "optax": optax.__version__,
                    "orbax_checkpoint": orbax.checkpoint.__version__},
@@ -122,7 +122,8 @@ def train_and_evaluate(config: config_dict.ConfigDict, workdir: str,
   started = time.time()
   # Everything that can be wrong with the config fails here, before anything is compiled.
   run = build.validate_run(config, num_devices=jax.device_count())
-  host_memory.configure(config.host_allocator, jax.default_backend())
+  # .get: configs saved before the field existed restore with the default.
+  host_memory.configure(config.get("host_allocator", "auto"), jax.default_backend())
   if distributed.is_leader():
     workdir_lib.prepare(config, workdir, restart)
   distributed.barrier("workdir prepared")

@@ -76,6 +76,21 @@ def test_rerun_of_finished_run_changes_nothing(tmp_path, tiny_config):
   assert summary["final_step"] == 6
 
 
+def test_run_saved_before_a_presentation_field_existed_still_loads_and_resumes(
+    tmp_path, tiny_config):
+  """A config.json without `host_allocator` (runs from before the field) restores and
+  continues: the field takes its default."""
+  config = tiny_config()
+  train.train_and_evaluate(config, str(tmp_path))
+  saved = json.load(open(tmp_path / "config.json"))
+  del saved["host_allocator"]
+  json.dump(saved, open(tmp_path / "config.json", "w"))
+  loaded, model, _ = train.load_run(str(tmp_path))
+  assert "host_allocator" not in loaded and model is not None
+  summary = train.train_and_evaluate(config, str(tmp_path))  # finished: nothing to redo
+  assert summary["final_step"] == 6
+
+
 def test_workdir_with_other_config_is_refused(tmp_path, tiny_config):
   train.train_and_evaluate(tiny_config(), str(tmp_path))
   other = tiny_config()

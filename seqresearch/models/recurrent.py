@@ -301,11 +301,13 @@ def make_cell(cell: str, in_features: int, hidden_size: int, *, rngs: nnx.Rngs) 
 # JAX, whose backward scan accumulates the weight gradients step by step (T small
 # BxH^T @ BxGH matmuls plus T additions into an HxGH accumulator). "batched": the same forward
 # under a custom VJP whose backward loop only carries the state gradient and keeps the gate
-# gradients dz_TxBxH; the weight gradients are then (T*B)-deep matmuls, near the matmul roof.
+# gradients (d hg as one TxBxGH array); the weight gradients are then (T*B)-deep matmuls,
+# near the matmul roof.
 #
 # Why it is written the way it is (measured on XLA:CPU, see benchmarks/):
-# * Memory is time: XLA:CPU takes its temporaries from fresh pages on every call, so each MB
-#   of peak memory costs a page-fault pass (~0.3 ms/MB here). The batched form keeps only the
+# * Memory is time: with glibc's default malloc, XLA:CPU takes its temporaries from fresh
+#   pages on every call, so each MB of peak memory costs a page-fault pass (~0.3 ms/MB here;
+#   `host_memory` removes most of it, and the runner turns it on for CPU). The batched form keeps only the
 #   residuals its hand-written pullback needs (lstm 5, gru 4, rnn 1 arrays TxBxH, against
 #   about twice that for autodiff); for the same reason hoisting the input projection (G more
 #   TxBxH arrays) is slower on CPU than one small matmul per step. Writing residuals and
@@ -313,7 +315,9 @@ def make_cell(cell: str, in_features: int, hidden_size: int, *, rngs: nnx.Rngs) 
 #   was tried: XLA then copies the whole buffers every step, so the loops use scan outputs.
 # * Layout: the per-step slice of one stacked TxBxGH array, split into gates inside an
 #   elementwise fusion, compiles to slow code (10x slower than reading whole arrays), so
-#   every stacked array here is one gate's TxBxH.
+#   every stacked array the forward writes for the backward is one gate's TxBxH. The
+#   backward's d hg is written whole (it is the recurrent matmul's BxGH operand anyway) and
+#   only read after the loop, by the weight-gradient matmuls.
 
 
 class _ScanParams(NamedTuple):
@@ -393,7 +397,10 @@ def _scan_batched_bwd(cell: type[RecurrentCell], hoist: bool, unroll: int, resid
   # Which gate gradients leave the loop: all of d hg as one BxGH array (the matmul's operand
   # anyway: one stacked write per step instead of G), and the d xg blocks that differ from
   # their d hg block (gru's n) separately.
-  xg_only = [k for k, slot in enumerate(cell.xg_slots) if slot not in cell.hg_slots]
+  if not len(cell.xg_slots) == len(cell.hg_slots) == cell.num_gates:
+    raise ValueError(f"{cell.__name__}: xg_slots and hg_slots must name {cell.num_gates} "
+                     "gate gradients each.")
+  xg_only = [k for k in range(cell.num_gates) if cell.xg_slots[k] != cell.hg_slots[k]]
 
   def body(acc: tuple[Carry, Any], step_in: Any) -> tuple[tuple[Carry, Any], Any]:
     dcarry, dextra = acc
