@@ -22,6 +22,7 @@ import os
 from ml_collections import config_dict
 
 from seqresearch import configlib
+from seqresearch import models
 
 TASK_FILES = {"copy": "copy.py", "agreement": "agreement.py"}
 COPY_LENGTH = 10  # L of configs/copy.py: a copy example at delay T has distance T + L.
@@ -204,13 +205,13 @@ def get_study(scale: str) -> config_dict.ConfigDict:
 
 
 def _parse(arg: str | None) -> tuple[str, dict[str, str], str, str]:
-  model, options = configlib.parse_arg(arg, default_model="lstm")
-  name = options.pop("sweep", "")
+  parsed = configlib.parse_arg(arg, sweep=str, scale=str)
+  name = parsed.options["sweep"] or ""
   if name not in SWEEPS:
     raise ValueError(f"config argument sweep={name!r}: must be one of {SWEEPS}.")
-  scale = options.pop("scale", "quick")
+  scale = parsed.options["scale"] or "quick"
   get_study(scale)  # Validates the scale.
-  return model, options, name, scale
+  return parsed.model, parsed.overrides, name, scale
 
 
 def _task(sweep: str, scale: str) -> str:
@@ -241,7 +242,7 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
   train = SCALES[scale]["train"]
   task = _task(name, scale)
   config = _task_module(task).get_config(model)
-  recurrent = model != "transformer"
+  recurrent = models.entry(model).settings.is_recurrent
   config.num_seeds = train["num_seeds"]
   config.batch_size = train["batch_size"]
   config.eval_batch_size = train["eval_batch_size"]

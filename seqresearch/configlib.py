@@ -2,15 +2,18 @@
 
 Config files hold data (which task, which defaults); this module holds the declarations they
 share and the parsing of the `get_config(arg)` argument string, so a field means the same thing
-in every experiment. Library code reads configs only through `seqresearch.setup`, which turns
+in every experiment. Library code reads configs only through `seqresearch.build`, which turns
 them into frozen dataclasses.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from ml_collections import config_dict
+
+from seqresearch import models
 
 # Fields of the top-level config that do not change any number a run produces. They may differ
 # when an existing workdir is resumed (e.g. log more often after a restart).
@@ -53,64 +56,78 @@ def optimizer_config() -> config_dict.ConfigDict:
   return o
 
 
-def recurrent_model_config(cell: str) -> config_dict.ConfigDict:
-  m = config_dict.ConfigDict()
-  m.name = cell  # rnn, lstm or gru (transformer has its own fields).
-  m.embed_dim = 64  # Token embedding width.
-  m.hidden_size = 128  # Recurrent state width of each layer.
-  m.num_layers = 1  # Stacked recurrent layers.
-  m.forget_bias = 1.0  # LSTM forget-gate bias at init (ignored by rnn/gru and chrono).
-  m.lstm_init = "default"  # 'default' or 'chrono' (Tallec & Ollivier 2018).
-  m.chrono_max_len = 100  # T_max of chrono init; set it near the dependency length.
-  m.hoist_input = "auto"  # Input projection before the scan ('true'), per step ('false'), 'auto'.
-  m.unroll = 1  # lax.scan unroll factor.
-  m.weight_grads = "auto"  # 'autodiff', 'batched' (weight grads after the scan) or 'auto'.
-  return m
+def run_config(model: str, task: config_dict.ConfigDict) -> config_dict.ConfigDict:
+  """The common body of every task config: run fields, `task`, and model `model`'s group.
+
+  The model group is the model's settings fields at their defaults (`models.model_config`);
+  its learning rate and warmup come from its row of the model table.
+  """
+  entry = models.entry(model)
+  config = base_config()
+  config.task = task
+  config.model = models.model_config(model)
+  config.optimizer.learning_rate = entry.learning_rate
+  config.optimizer.warmup_steps = entry.warmup_steps
+  return config
 
 
-def transformer_model_config() -> config_dict.ConfigDict:
-  m = config_dict.ConfigDict()
-  m.name = "transformer"
-  m.d_model = 128  # Model width.
-  m.num_heads = 4  # Attention heads; must divide d_model.
-  m.num_layers = 2  # Transformer blocks.
-  m.mlp_dim = 512  # Hidden width of each block's MLP.
-  m.pos_encoding = "sinusoidal"  # 'sinusoidal', 'learned' or 'none'.
-  m.max_len = 2048  # Longest sequence supported; must be >= the task's sequence length.
-  m.causal = True  # Causal (decoder) attention; False is bidirectional.
-  m.attention = "auto"  # Heads: 'vmap' (reference), 'chunked', 'xla', 'cudnn'; 'auto': fastest.
-  m.mlp = "auto"  # MLP gradient: 'autodiff', 'custom_vjp' or 'auto' (fastest on the backend).
-  return m
+@dataclasses.dataclass(frozen=True)
+class ConfigArg:
+  """The parsed `get_config(arg)` string: the model, declared options (typed), overrides."""
+
+  model: str
+  options: dict[str, Any]  # every declared option: its given value (converted) or None
+  overrides: dict[str, str]  # 'group.field' (or a bare task field) -> the value as written
 
 
-MODEL_CONFIGS = {
-    "rnn": lambda: recurrent_model_config("rnn"),
-    "lstm": lambda: recurrent_model_config("lstm"),
-    "gru": lambda: recurrent_model_config("gru"),
-    "transformer": transformer_model_config,
-}
+def parse_arg(arg: str | None, default_model: str = "lstm", **spec: type) -> ConfigArg:
+  """Splits 'MODEL[,option=value,...][,flag][,field=value]' into typed parts.
 
+  Args:
+    arg: the string after ':' in `--config=FILE:ARG` (None or '' for all defaults).
+    default_model: the model when `arg` names none.
+    **spec: the options this config file declares, name -> type (`bool` options are flags:
+      'tiny' or 'tiny=true'). Anything else with '=' is a field override.
 
-def model_config(name: str) -> config_dict.ConfigDict:
-  if name not in MODEL_CONFIGS:
-    raise ValueError(f"config argument model={name!r}: must be one of {tuple(MODEL_CONFIGS)}.")
-  return MODEL_CONFIGS[name]()
+  Returns:
+    ConfigArg; options not given are None.
 
+  Raises:
+    ValueError: a bare word that is neither a model nor a declared flag (a misspelt model
+      name), a model given twice, a declared option with a value of the wrong type.
 
-def parse_arg(arg: str | None, default_model: str) -> tuple[str, dict[str, str]]:
-  """Splits 'MODEL[,key=value,...][,flag]' into the model name and the remaining options.
-
-  Example: 'transformer,delay=200,tiny' -> ('transformer', {'delay': '200', 'tiny': ''}).
+  Example: parse_arg('transformer,delay=200,tiny', delay=int, tiny=bool)
+    -> ConfigArg('transformer', {'delay': 200, 'tiny': True}, {}).
   """
   parts = [p.strip() for p in (arg or "").split(",") if p.strip()]
-  model = default_model
-  if parts and "=" not in parts[0] and parts[0] in MODEL_CONFIGS:
-    model = parts.pop(0)
-  options = {}
+  model, options, overrides = None, {name: None for name in spec}, {}
+  flags = [name for name, kind in spec.items() if kind is bool]
   for part in parts:
-    key, _, value = part.partition("=")
-    options[key.strip()] = value.strip()
-  return model, options
+    key, has_value, value = (s.strip() for s in part.partition("="))
+    if not has_value and key in models.MODELS:
+      if model is not None:
+        raise ValueError(f"config argument {arg!r}: names two models, {model!r} and {key!r}.")
+      model = key
+    elif key in spec:
+      kind = spec[key]
+      if kind is bool and not has_value:
+        options[key] = True
+      else:
+        options[key] = _convert(kind(), value, key)
+    elif has_value:
+      overrides[key] = value
+    else:
+      raise ValueError(
+          f"config argument {key!r}: not a model name (one of {models.MODEL_NAMES}) nor an "
+          f"option (flags: {flags}; options with a value: "
+          f"{[n for n in spec if n not in flags]}).")
+  return ConfigArg(model=model or default_model, options=options, overrides=overrides)
+
+
+def apply_overrides(config: config_dict.ConfigDict, overrides: dict[str, str]) -> None:
+  """Applies a ConfigArg's overrides; a bare name is a field of `config.task`."""
+  for path, value in overrides.items():
+    apply_dotted(config, path if "." in path else f"task.{path}", value)
 
 
 def _convert(old: Any, value: str, path: str) -> Any:
@@ -150,8 +167,5 @@ def make_tiny(config: config_dict.ConfigDict) -> None:
   config.log_every_steps = 2
   config.eval_batch_size = 16
   config.num_eval_batches = 2
-  if config.model.name == "transformer":
-    config.model.d_model, config.model.num_heads, config.model.mlp_dim = 16, 2, 32
-    config.model.num_layers, config.model.max_len = 1, 512
-  else:
-    config.model.embed_dim, config.model.hidden_size = 8, 16
+  for field, value in models.entry(config.model.name).tiny.items():
+    config.model[field] = value

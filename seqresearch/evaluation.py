@@ -89,6 +89,5 @@ def summarize(sums: dict[str, Any], task: Any) -> dict[str, Any]:
   if "solved_by_attractors" in sums:
     metrics["accuracy_by_attractors"] = _ratio_by_key(sums["solved_by_attractors"],
                                                       sums["examples_by_attractors"])
-  if isinstance(task, tasks.CopySettings):
-    metrics["memoryless_baseline_loss"] = tasks.memoryless_baseline(task)
+  metrics.update(task.eval_constants())
   return metrics

@@ -26,11 +26,10 @@ from typing import Any
 
 from seqresearch import build
 from seqresearch import configlib
+from seqresearch import models
 from seqresearch import workdir as workdir_lib
 from seqresearch.analysis import fits
 
-TRAIN_SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                            "scripts", "train.py")
 SUMMARY_METRICS = ("accuracy", "sequence_accuracy", "loss")
 
 
@@ -45,7 +44,7 @@ class Run:
 
   def command(self) -> list[str]:
     flags = [f"--config.{k}={_flag_value(v)}" for k, v in self.overrides]
-    return [sys.executable, TRAIN_SCRIPT, f"--config={self.config_arg}",
+    return [sys.executable, "-m", "seqresearch.train_cli", f"--config={self.config_arg}",
             f"--workdir={self.workdir}", "--config.progress_bar=false", *flags]
 
   @property
@@ -82,12 +81,13 @@ def expand(config_path: str, arg: str | None, sweep_dir: str) -> list[Run]:
   module = load_config_module(config_path)
   if not hasattr(module, "get_sweep"):
     raise ValueError(f"{config_path} declares no get_sweep(arg); add one next to get_config.")
-  model, options = configlib.parse_arg(arg, default_model="lstm")
+  parts = [p.strip() for p in (arg or "").split(",") if p.strip()]
+  model = parts.pop(0) if parts and parts[0] in models.MODELS else "lstm"
   runs, names = [], set()
   for entry in module.get_sweep(arg):
     entry = dict(entry)
     entry_model = entry.pop("model", model)
-    run_arg = ",".join([entry_model] + [f"{k}={v}" if v else k for k, v in options.items()])
+    run_arg = ",".join([entry_model] + parts)
     name = run_name({"model": entry_model, **entry})
     if name in names:
       raise ValueError(f"get_sweep of {config_path} lists the run {name!r} twice.")

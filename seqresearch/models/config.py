@@ -1,12 +1,13 @@
 """Model settings: the frozen dataclasses the modules understand (they never see a ConfigDict).
 
-`seqresearch.models.model_settings(name, **fields)` is the one boundary from `config.model`.
+`seqresearch.models.model_settings(name, **fields)` is the one boundary from `config.model`;
+`is_recurrent` (a class constant) tells the paths that differ for recurrent models.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
+from typing import ClassVar, Literal
 
 import jax
 
@@ -70,6 +71,8 @@ class RecurrentSettings:
       gradients up to float rounding.
   """
 
+  is_recurrent: ClassVar[bool] = True
+
   cell: Literal["rnn", "lstm", "gru"] = "lstm"
   embed_dim: int = 64
   hidden_size: int = 128
@@ -128,6 +131,8 @@ class TransformerSettings:
       temporaries) or 'auto' (the backend's faster one). Same values.
   """
 
+  is_recurrent: ClassVar[bool] = False
+
   d_model: int = 128
   num_heads: int = 4
   num_layers: int = 2
@@ -158,5 +163,3 @@ class TransformerSettings:
     return dataclasses.replace(
         self, **{k: v for k, v in auto.items() if getattr(self, k) == "auto"})
 
-
-ModelSettings = RecurrentSettings | TransformerSettings

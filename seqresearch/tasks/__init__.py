@@ -1,7 +1,9 @@
 """Synthetic sequence tasks: pure, jittable `make_batch(key, settings, batch_size) -> Batch`.
 
-`SETTINGS` maps a task name (`config.task.name`) to its frozen settings class; `make_batch`
-dispatches on the settings' type.
+`SETTINGS` maps a task name (`config.task.name`) to its frozen settings class: the one table of
+tasks. A settings class is the task's whole interface: besides its fields it has `vocab_size`,
+`seq_len`, `max_distance`, `trained_distances`, `chance_accuracy`, `at_distance(d)`,
+`eval_constants()` and `make_batch(key, batch_size)`; nothing dispatches on its type.
 """
 
 from __future__ import annotations
@@ -27,18 +29,16 @@ def make_batch(key: jax.Array, settings: TaskSettings, batch_size: int) -> Batch
 
   Args:
     key: PRNG key.
-    settings: a CopySettings or AgreementSettings.
+    settings: an instance of a class in SETTINGS.
     batch_size: B.
 
   Returns:
     Batch with [B, settings.seq_len] fields.
   """
-  if isinstance(settings, CopySettings):
-    return copy.make_batch(key, settings, batch_size)
-  if isinstance(settings, AgreementSettings):
-    return agreement.make_batch(key, settings, batch_size)
-  raise TypeError(f"make_batch: unknown task settings {type(settings).__name__}; "
-                  f"expected one of {[cls.__name__ for cls in SETTINGS.values()]}.")
+  if type(settings) not in SETTINGS.values():
+    raise TypeError(f"make_batch: unknown task settings {type(settings).__name__}; "
+                    f"expected one of {[cls.__name__ for cls in SETTINGS.values()]}.")
+  return settings.make_batch(key, batch_size)
 
 
 __all__ = [

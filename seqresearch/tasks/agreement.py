@@ -145,6 +145,35 @@ class AgreementSettings:
     """Length of every batch: longest prefix + subject + max_distance - 1 tokens + query."""
     return self.max_prefix + self.max_distance + 1
 
+  @property
+  def trained_distances(self) -> tuple[int, int]:
+    """(shortest, longest) subject-verb distance these settings produce."""
+    return self.min_distance, self.max_distance
+
+  @property
+  def chance_accuracy(self) -> float:
+    """Accuracy of guessing the verb's number: 1/2."""
+    return 0.5
+
+  def at_distance(self, distance: int) -> AgreementSettings:
+    """These settings with every subject-verb distance equal to `distance`.
+
+    Raises:
+      ValueError: the distance is too short for the modifiers (or not an integer >= 2).
+    """
+    try:
+      return dataclasses.replace(self, min_distance=distance, max_distance=distance)
+    except ValueError as e:
+      raise ValueError(f"distance {distance!r}: {e}") from None
+
+  def eval_constants(self) -> dict[str, float]:
+    """Reference numbers every eval line carries (none for agreement)."""
+    return {}
+
+  def make_batch(self, key: jax.Array, batch_size: int) -> Batch:
+    """`make_batch(key, self, batch_size)`."""
+    return make_batch(key, self, batch_size)
+
 
 @dataclasses.dataclass(frozen=True)
 class Vocabulary:

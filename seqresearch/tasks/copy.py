@@ -71,6 +71,36 @@ class CopySettings:
     """Largest distance of a scored position: max_delay + L."""
     return self.max_delay + self.copy_length
 
+  @property
+  def trained_distances(self) -> tuple[int, int]:
+    """(shortest, longest) dependency distance these settings produce: delay + L."""
+    return self.min_delay + self.copy_length, self.max_delay + self.copy_length
+
+  @property
+  def chance_accuracy(self) -> float:
+    """Accuracy of guessing a symbol uniformly: 1/K."""
+    return 1.0 / self.num_symbols
+
+  def at_distance(self, distance: int) -> CopySettings:
+    """These settings with every dependency at `distance` (delay = distance - L).
+
+    Raises:
+      ValueError: distance <= L (the copy task's distances are delay + L).
+    """
+    if isinstance(distance, bool) or not isinstance(distance, int) or distance <= self.copy_length:
+      raise ValueError(f"distance {distance!r}: the copy task's distances are delay + L, so "
+                       f"they must be integers > L = {self.copy_length}.")
+    delay = distance - self.copy_length
+    return dataclasses.replace(self, min_delay=delay, max_delay=delay)
+
+  def eval_constants(self) -> dict[str, float]:
+    """Reference numbers every eval line carries: the memoryless baseline loss."""
+    return {"memoryless_baseline_loss": memoryless_baseline(self)}
+
+  def make_batch(self, key: jax.Array, batch_size: int) -> Batch:
+    """`make_batch(key, self, batch_size)`."""
+    return make_batch(key, self, batch_size)
+
 
 def make_batch(key: jax.Array, settings: CopySettings, batch_size: int) -> Batch:
   """Draws a batch of copy-memory examples.
