@@ -2,8 +2,10 @@
 
 Each JSONL line is one object with `step`, `split` ('train' or 'eval') and `seed` (a run of
 `num_seeds` K writes K lines per step, one per seed); values are floats, or {key: float} dicts
-such as `accuracy_by_distance`. TensorBoard gets one run per seed: tensorboard/seed_<seed>/. On resume, lines after the restored step
-are dropped, so a resumed run's file equals an uninterrupted run's.
+such as `accuracy_by_distance`. TensorBoard gets one run per seed: tensorboard/seed_<seed>/.
+On resume, lines after the restored step are dropped, so a resumed run's file equals an
+uninterrupted run's; a torn last line (a kill in the middle of a write) is dropped with a note,
+any other damaged line is refused with the file and line number.
 """
 
 from __future__ import annotations
@@ -14,15 +16,62 @@ from typing import Any
 
 from tensorboardX import SummaryWriter
 
+from seqresearch import progress
+from seqresearch import workdir as workdir_lib
+
 METRICS_FILE = "metrics.jsonl"
 
 
-def read_metrics(workdir: str) -> list[dict[str, Any]]:
-  path = os.path.join(workdir, METRICS_FILE)
+class MetricsFileError(ValueError):
+  """metrics.jsonl is damaged other than by a torn last line; names the file and the line."""
+
+
+def _parse(path: str) -> tuple[list[dict[str, Any]], bool]:
+  """The lines of a metrics file, and whether a torn last line was dropped.
+
+  A line written by `MetricWriter.write` ends with a newline; a kill in the middle of a write
+  leaves a last line without one. Such a line is dropped if it does not parse. Any other line
+  that is not a JSON object with an integer `step` and a `split` is damage: refused.
+  """
   if not os.path.exists(path):
-    return []
+    return [], False
   with open(path) as f:
-    return [json.loads(line) for line in f if line.strip()]
+    text = f.read()
+  lines = text.split("\n")
+  torn = lines.pop()  # '' when the file ends with a newline, as every complete write does.
+  out = []
+  for number, line in enumerate(lines, start=1):
+    if line.strip():
+      out.append(_parse_line(path, number, line))
+  if torn.strip():
+    try:
+      out.append(_parse_line(path, len(lines) + 1, torn))
+    except MetricsFileError:
+      return out, True
+  return out, False
+
+
+def _parse_line(path: str, number: int, line: str) -> dict[str, Any]:
+  try:
+    value = json.loads(line)
+  except json.JSONDecodeError as e:
+    raise MetricsFileError(f"{path}, line {number}: not JSON ({e.msg} at column {e.colno}); "
+                           "the file is damaged: repair or delete that line.") from None
+  if (not isinstance(value, dict) or not isinstance(value.get("step"), int)
+      or "split" not in value):
+    raise MetricsFileError(f"{path}, line {number}: not a metrics line (a JSON object with an "
+                           "integer 'step' and a 'split'); repair or delete that line.")
+  return value
+
+
+def read_metrics(workdir: str) -> list[dict[str, Any]]:
+  """Every metrics line of a run, in file order (a torn last line, which a killed or still
+  running writer leaves, is left out).
+
+  Raises:
+    MetricsFileError: any other damaged line, named by file and line number.
+  """
+  return _parse(os.path.join(workdir, METRICS_FILE))[0]
 
 
 class MetricWriter:
@@ -41,11 +90,15 @@ class MetricWriter:
     if not enabled:
       return
     self._path = os.path.join(workdir, METRICS_FILE)
-    kept = [m for m in read_metrics(workdir) if resume_step is not None and m["step"] <= resume_step]
+    lines, torn = _parse(self._path) if resume_step is not None else ([], False)
+    if torn:
+      progress.note(f"{self._path}: dropped its torn last line (a write cut off by a kill).")
+    kept = [m for m in lines if m["step"] <= resume_step]
     tmp = self._path + ".tmp"
-    with open(tmp, "w") as f:
-      f.writelines(json.dumps(m) + "\n" for m in kept)
-    os.replace(tmp, self._path)  # Atomic: a kill here leaves either the old or the new file.
+    with workdir_lib.disk_full_reported(self._path):
+      with open(tmp, "w") as f:
+        f.writelines(json.dumps(m) + "\n" for m in kept)
+      os.replace(tmp, self._path)  # Atomic: a kill here leaves either the old or the new file.
     self._file = open(self._path, "a")
     self._workdir = workdir
     # TensorBoard drops events at or after this step that a died run left behind.
@@ -62,9 +115,10 @@ class MetricWriter:
   def write(self, step: int, split: str, metrics: dict[str, Any], seed: int) -> None:
     if not self._enabled:
       return
-    line = {"step": step, "split": split, "seed": seed, **metrics}
-    self._file.write(json.dumps(line) + "\n")
-    self._file.flush()  # A kill loses nothing written before the next checkpoint.
+    line = json.dumps({"step": step, "split": split, "seed": seed, **metrics}) + "\n"
+    with workdir_lib.disk_full_reported(self._path, len(line)):
+      self._file.write(line)
+      self._file.flush()  # A kill loses nothing written before the next checkpoint.
     board = self._board(seed)
     for name, value in metrics.items():
       if isinstance(value, dict):
@@ -72,11 +126,13 @@ class MetricWriter:
           board.add_scalar(f"{split}/{name}/{key}", v, step)
       else:
         board.add_scalar(f"{split}/{name}", value, step)
-    board.flush()
+    with workdir_lib.disk_full_reported(os.path.join(self._workdir, "tensorboard")):
+      board.flush()
 
   def close(self) -> None:
     if not self._enabled:
       return
-    self._file.close()
-    for board in self._tb.values():
-      board.close()
+    with workdir_lib.disk_full_reported(self._path):
+      self._file.close()
+      for board in self._tb.values():
+        board.close()
