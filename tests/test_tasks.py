@@ -59,9 +59,27 @@ COPY_CASES = ALL_SETTINGS[:2]
 
 
 def test_settings_table_and_dispatch():
-  assert tasks.SETTINGS == {"copy": tasks.CopySettings, "agreement": tasks.AgreementSettings}
+  assert set(tasks.SETTINGS) == {"copy", "agreement", "mqar"}
   with pytest.raises(TypeError, match="unknown task settings"):
     tasks.make_batch(jax.random.key(0), object(), 4)
+
+
+@pytest.mark.parametrize("name", sorted(tasks.SETTINGS))
+def test_every_task_has_the_whole_interface(name):
+  """The common contract, checked on each task's defaults (short ones: a few examples)."""
+  settings = tasks.SETTINGS[name]()
+  low, high = settings.trained_distances
+  assert 1 <= low <= high <= settings.max_distance
+  assert 0 < settings.chance_accuracy < 1
+  assert isinstance(settings.eval_constants(), dict)
+  batch = jax.tree.map(np.asarray, tasks.make_batch(jax.random.key(0), settings, 4))
+  assert batch.inputs.shape == (4, settings.seq_len)
+  assert batch.inputs.max() < settings.vocab_size and batch.targets.max() < settings.vocab_size
+  scored = batch.distance[batch.weights > 0]
+  assert np.all((scored >= low) & (scored <= high))
+  assert np.all(batch.distance[batch.weights == 0] == 0)
+  probe = settings.at_distance(high)
+  assert probe.trained_distances == (high, high) and type(probe) is type(settings)
 
 
 @pytest.mark.parametrize("settings,batch_size", ALL_SETTINGS)

@@ -12,14 +12,16 @@ import jax
 
 from seqresearch.tasks import agreement
 from seqresearch.tasks import copy
+from seqresearch.tasks import mqar
 from seqresearch.tasks.agreement import AgreementSettings
 from seqresearch.tasks.base import Batch
 from seqresearch.tasks.copy import CopySettings
 from seqresearch.tasks.copy import memoryless_baseline
+from seqresearch.tasks.mqar import MQARSettings
 
-TaskSettings = CopySettings | AgreementSettings
+TaskSettings = CopySettings | AgreementSettings | MQARSettings
 
-SETTINGS = {"copy": CopySettings, "agreement": AgreementSettings}
+SETTINGS = {"copy": CopySettings, "agreement": AgreementSettings, "mqar": MQARSettings}
 
 
 def make_batch(key: jax.Array, settings: TaskSettings, batch_size: int) -> Batch:
@@ -42,6 +44,6 @@ def make_batch(key: jax.Array, settings: TaskSettings, batch_size: int) -> Batch
 
 
 __all__ = [
-    "AgreementSettings", "Batch", "CopySettings", "SETTINGS", "TaskSettings", "agreement",
-    "copy", "make_batch", "memoryless_baseline",
+    "AgreementSettings", "Batch", "CopySettings", "MQARSettings", "SETTINGS", "TaskSettings",
+    "agreement", "copy", "make_batch", "memoryless_baseline", "mqar",
 ]

@@ -6,6 +6,7 @@ Legend: B batch, T time (sequence length).
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 from flax import struct
 
 
@@ -39,3 +40,13 @@ def check_int(name: str, value: object, low: int, allowed: str) -> None:
   # bool is an int subclass; True as a count or a delay is a typo, not a setting.
   if isinstance(value, bool) or not isinstance(value, int) or value < low:
     raise ValueError(f"task.{name}={value!r}: must be an integer {allowed}.")
+
+
+def distinct_indices(key: jax.Array, batch_size: int, population: int, count: int) -> jax.Array:
+  """[B, count] int32: per row, `count` distinct indices drawn uniformly from [0, population).
+
+  The order within a row is uniformly random too (the first `count` entries of a random
+  permutation). Requires count <= population (checked by the settings' validation).
+  """
+  noise_BxP = jax.random.uniform(key, (batch_size, population))
+  return jnp.argsort(noise_BxP, axis=1)[:, :count].astype(jnp.int32)
