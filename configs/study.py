@@ -1,75 +1,75 @@
 """The runs and analysis settings of the study "Why attention beats RNNs/LSTMs", per scale.
 
-`scripts/report.py --scale=quick` runs every sweep named here that its experiments need
-(experiments/*.py say which), then analyses them. One sweep can be run alone like any other:
+  python scripts/report.py --scale=quick --workdir=runs/study-quick
+
+runs every sweep named here that its experiments need (experiments/*.py say which), then
+analyses them. One sweep can be run alone like any other:
 
   python scripts/sweep.py --config=configs/study.py:sweep=long_range_copy,scale=quick \
       --workdir=runs/study-quick/runs/long_range_copy --parallel=2
 
 Sweep argument: sweep=NAME[,scale=smoke|quick|full]. A member's argument puts its model in
 front (MODEL,sweep=NAME,scale=SCALE[,any.dotted.field=value]) and starts from the task's own
-config file (configs/copy.py or configs/agreement.py), resized to the scale.
+config (configs.copy or configs.agreement), resized to the scale.
+
+Which models: every model of `seqresearch.models.MODELS` ('all'), or at the smoke scale the
+first model of each family ('one_per_family'), plus the explicit variants of a table model
+named per experiment (`seqresearch.study.variants.EXTRA`: lstm_chrono, transformer_learned,
+...). A model added to the table takes part with nothing edited here: its sizes are those of
+its family below (or its table `tiny` sizes for a family not listed).
 
 Scales:
-  smoke  tiny models and tens of steps: the whole report in about two minutes (tests, CI).
+  smoke  tiny models and tens of steps: checks the pipeline only (a banner, no verdicts).
   quick  the whole report in about 20 minutes on a 2-core CPU; shows each effect's direction.
   full   the sizes and budgets the conclusions should rest on; meant for an accelerator.
 """
 
-import importlib.util
-import os
-
 from ml_collections import config_dict
 
+from configs import agreement as agreement_config
+from configs import copy as copy_config
 from seqresearch import configlib
 from seqresearch import models
+from seqresearch.study import variants
 
-TASK_FILES = {"copy": "copy.py", "agreement": "agreement.py"}
-COPY_LENGTH = 10  # L of configs/copy.py: a copy example at delay T has distance T + L.
-AGREEMENT_MAX_PREFIX = 4  # max_prefix of configs/agreement.py: adverbs before the subject.
-
-# Model variants compared by the experiments: the model plus the fields that make the variant.
-VARIANTS = {
-    "rnn": {"model": "rnn"},
-    "lstm": {"model": "lstm"},  # forget-gate bias 1 (the project default; Gers et al. 2000)
-    "lstm_fb0": {"model": "lstm", "model.forget_bias": 0.0},  # the naive initialisation
-    "lstm_chrono": {"model": "lstm", "model.lstm_init": "chrono"},  # Tallec & Ollivier 2018
-    "gru": {"model": "gru"},
-    "transformer": {"model": "transformer"},  # sinusoidal positions
-    "transformer_learned": {"model": "transformer", "model.pos_encoding": "learned"},
-    "transformer_nope": {"model": "transformer", "model.pos_encoding": "none"},
-}
+TASK_CONFIGS = {"copy": copy_config, "agreement": agreement_config}
 
 SCALES = {
     "smoke": {
+        "pipeline_check_only": True,  # REPORT.md: a banner and no verdicts
+        "models": "one_per_family",  # of the table: 'all' or 'one_per_family'
         "train": {
-            # Seeds per run, vmapped in one program (mean and 95% CI over them). Smoke runs are
-            # almost all compile time, and one seed compiles 40% faster than three; their
-            # intervals are then n/a.
+            # Seeds per run, vmapped in one program. Smoke runs are almost all compile time,
+            # and one seed compiles 40% faster than three; their intervals are then null.
             "num_seeds": 1,
             "batch_size": 16,  # training examples per step
             "eval_batch_size": 32,  # examples per evaluation batch
             "num_eval_batches": 1,  # evaluation batches (end of training only)
-            # Training steps by task. Recurrent models take more, cheaper steps; agreement scores
-            # one position per example (copy: ten), so it needs more of them.
-            "recurrent_steps": {"copy": 20, "agreement": 20},  # rnn, lstm, gru
-            "transformer_steps": {"copy": 20, "agreement": 20},
-            "warmup_steps": 5,  # Transformer learning-rate warmup
-            "recurrent": {"embed_dim": 8, "hidden_size": 16},
-            "transformer": {"d_model": 16, "num_heads": 2, "mlp_dim": 32, "num_layers": 2},
+            # Training steps by task, for recurrent models and for the others (attention ...).
+            # Recurrent models take more, cheaper steps; agreement scores one position per
+            # example (copy: ten), so it needs more of them.
+            "recurrent_steps": {"copy": 20, "agreement": 20},
+            "parallel_steps": {"copy": 20, "agreement": 20},
+            "warmup_steps": 5,  # learning-rate warmup of models whose table entry warms up
+            # Model sizes by family (fields a model does not declare are skipped).
+            "sizes": {
+                "recurrent": {"embed_dim": 8, "hidden_size": 16},
+                "attention": {"d_model": 16, "num_heads": 2, "mlp_dim": 32, "num_layers": 2},
+            },
         },
         "long_range": {
-            "copy_variants": ("lstm", "transformer"),  # names in VARIANTS
-            "copy_delays": (3, 8),  # one run per delay T; distance T + 10
-            "agreement_variants": ("lstm", "transformer"),
+            "copy_extra_variants": (),  # variants of a table model (study.variants.EXTRA)
+            "copy_delays": (3, 8),  # one run per delay T; distance T + L
+            "agreement_extra_variants": (),
             "agreement_distances": (7, 12),  # trained and evaluated over this range
             "agreement_max_nouns": 2,  # most intervening nouns (and attractors)
         },
         "extrapolation": {
             # Reuse the long_range_agreement runs (trained on its distances); this sweep adds
-            # the variants they lack. "" trains every variant here on `task`.
+            # `models` ('none' or 'all') and the extra variants. reuse "": train here on `task`.
             "reuse": "long_range_agreement",
-            "variants": (),  # smoke: the reused runs only
+            "models": "none",
+            "extra_variants": (),  # smoke: the reused runs only
             "eval_distances": (12, 48),  # up to 4x the longest trained distance
             "num_eval_batches": 1,  # evaluation batches (of eval_batch_size) per distance
         },
@@ -79,9 +79,8 @@ SCALES = {
             "agreement_points": 2,  # distances probed across the agreement run's range
         },
         "parallelism": {
-            "models": ("lstm", "transformer"),  # of rnn, lstm, gru, transformer
             "lengths": (16, 64),  # sequence lengths n to time
-            "width": 16,  # recurrent hidden size and Transformer d_model
+            "width": 16,  # model width d (hidden size, d_model)
             "batch_size": 4,
             "repetitions": 2,  # timed calls per point (after one warm-up); the median is kept
             "max_dataflow_length": 64,  # dataflow depth is walked step by step: cap n there
@@ -96,21 +95,25 @@ SCALES = {
         },
     },
     "quick": {
+        "pipeline_check_only": False,
+        "models": "all",
         "train": {
             "num_seeds": 3,
             "batch_size": 32,
             "eval_batch_size": 128,
             "num_eval_batches": 2,
             "recurrent_steps": {"copy": 600, "agreement": 1500},
-            "transformer_steps": {"copy": 400, "agreement": 300},
+            "parallel_steps": {"copy": 400, "agreement": 300},
             "warmup_steps": 30,
-            "recurrent": {"embed_dim": 32, "hidden_size": 64},
-            "transformer": {"d_model": 64, "num_heads": 4, "mlp_dim": 128, "num_layers": 2},
+            "sizes": {
+                "recurrent": {"embed_dim": 32, "hidden_size": 64},
+                "attention": {"d_model": 64, "num_heads": 4, "mlp_dim": 128, "num_layers": 2},
+            },
         },
         "long_range": {
-            "copy_variants": ("rnn", "lstm", "lstm_chrono", "gru", "transformer"),
+            "copy_extra_variants": ("lstm_chrono",),
             "copy_delays": (10, 30, 60),
-            "agreement_variants": ("rnn", "lstm", "gru", "transformer"),
+            "agreement_extra_variants": (),
             "agreement_distances": (10, 20),
             "agreement_max_nouns": 3,
         },
@@ -119,14 +122,14 @@ SCALES = {
             # the Transformer learn it within this budget, while on variable-delay copy
             # (distances 11 .. 40) the LSTM and the Transformer stayed below 0.4 accuracy.
             "reuse": "long_range_agreement",
-            "variants": ("transformer_learned", "transformer_nope"),
+            "models": "none",
+            "extra_variants": ("transformer_learned", "transformer_nope"),
             "eval_distances": (20, 40, 80),
             "num_eval_batches": 2,
         },
         "gradient_path": {"num_examples": 32},
         "attention_maps": {"num_examples": 32, "agreement_points": 3},
         "parallelism": {
-            "models": ("rnn", "lstm", "gru", "transformer"),
             "lengths": (64, 256, 1024),
             "width": 64,
             "batch_size": 8,
@@ -143,21 +146,25 @@ SCALES = {
         },
     },
     "full": {
+        "pipeline_check_only": False,
+        "models": "all",
         "train": {
             "num_seeds": 3,
             "batch_size": 64,
             "eval_batch_size": 256,
             "num_eval_batches": 4,
             "recurrent_steps": {"copy": 5000, "agreement": 5000},
-            "transformer_steps": {"copy": 2000, "agreement": 2000},
+            "parallel_steps": {"copy": 2000, "agreement": 2000},
             "warmup_steps": 100,
-            "recurrent": {"embed_dim": 64, "hidden_size": 128},
-            "transformer": {"d_model": 128, "num_heads": 4, "mlp_dim": 512, "num_layers": 2},
+            "sizes": {
+                "recurrent": {"embed_dim": 64, "hidden_size": 128},
+                "attention": {"d_model": 128, "num_heads": 4, "mlp_dim": 512, "num_layers": 2},
+            },
         },
         "long_range": {
-            "copy_variants": ("rnn", "lstm", "lstm_fb0", "lstm_chrono", "gru", "transformer"),
+            "copy_extra_variants": ("lstm_fb0", "lstm_chrono"),
             "copy_delays": (10, 30, 100, 300, 1000),
-            "agreement_variants": ("rnn", "lstm", "gru", "transformer"),
+            "agreement_extra_variants": (),
             "agreement_distances": (10, 60),
             "agreement_max_nouns": 3,
         },
@@ -167,14 +174,14 @@ SCALES = {
             "reuse": "",
             "task": "copy",  # trained here, on distances train_distances
             "train_distances": (11, 50),  # delays 1 .. 40
-            "variants": ("lstm", "gru", "transformer", "transformer_learned", "transformer_nope"),
+            "models": "all",
+            "extra_variants": ("transformer_learned", "transformer_nope"),
             "eval_distances": (20, 50, 75, 100, 150, 200),
             "num_eval_batches": 4,
         },
         "gradient_path": {"num_examples": 128},
         "attention_maps": {"num_examples": 64, "agreement_points": 11},
         "parallelism": {
-            "models": ("rnn", "lstm", "gru", "transformer"),
             "lengths": (128, 256, 512, 1024, 2048, 4096, 8192),
             "width": 128,
             "batch_size": 16,
@@ -204,6 +211,16 @@ def get_study(scale: str) -> config_dict.ConfigDict:
   return study
 
 
+def study_models(scale: str) -> tuple[str, ...]:
+  """The table models compared at `scale`."""
+  return variants.table_models(SCALES[scale]["models"])
+
+
+def _task(name: str) -> config_dict.ConfigDict:
+  """The task group of configs/NAME.py at its defaults (copy_length, max_prefix, ...)."""
+  return TASK_CONFIGS[name].get_config().task
+
+
 def _parse(arg: str | None) -> tuple[str, dict[str, str], str, str]:
   parsed = configlib.parse_arg(arg, sweep=str, scale=str)
   name = parsed.options["sweep"] or ""
@@ -214,7 +231,7 @@ def _parse(arg: str | None) -> tuple[str, dict[str, str], str, str]:
   return parsed.model, parsed.overrides, name, scale
 
 
-def _task(sweep: str, scale: str) -> str:
+def _sweep_task(sweep: str, scale: str) -> str:
   """The task a sweep trains on."""
   if sweep == "extrapolation":
     return _extrapolation_task(scale)[0]
@@ -229,70 +246,71 @@ def _extrapolation_task(scale: str) -> tuple[str, tuple[int, int], int]:
   return ex["task"], ex["train_distances"], lr["agreement_max_nouns"]
 
 
-def _task_module(task: str):
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), TASK_FILES[task])
-  spec = importlib.util.spec_from_file_location(f"study_{task}_config", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
 def get_config(arg: str | None = None) -> config_dict.ConfigDict:
-  model, options, name, scale = _parse(arg)
+  model, overrides, name, scale = _parse(arg)
   train = SCALES[scale]["train"]
-  task = _task(name, scale)
-  config = _task_module(task).get_config(model)
-  recurrent = models.entry(model).settings.is_recurrent
+  task = _sweep_task(name, scale)
+  config = TASK_CONFIGS[task].get_config(model)
+  entry = models.entry(model)
+  recurrent = entry.settings.is_recurrent
   config.num_seeds = train["num_seeds"]
   config.batch_size = train["batch_size"]
   config.eval_batch_size = train["eval_batch_size"]
   config.num_eval_batches = train["num_eval_batches"]
-  config.num_train_steps = train["recurrent_steps" if recurrent else "transformer_steps"][task]
+  config.num_train_steps = train["recurrent_steps" if recurrent else "parallel_steps"][task]
   # Evaluate (and checkpoint) at the end only: the analyses read the final model.
   config.eval_every_steps = config.checkpoint_every_steps = config.num_train_steps
   config.log_every_steps = max(1, min(50, config.num_train_steps // 4))
-  if not recurrent:
+  if entry.warmup_steps:
     config.optimizer.warmup_steps = train["warmup_steps"]
-  for field, value in train["recurrent" if recurrent else "transformer"].items():
-    config.model[field] = value
-  for path, value in options.items():
-    configlib.apply_dotted(config, path, value)
+  sizes = train["sizes"].get(entry.family, entry.tiny)
+  for field, value in sizes.items():
+    if field in config.model:
+      config.model[field] = value
+  configlib.apply_overrides(config, overrides)
   return config
+
+
+def _members(names, length: int, task: dict, max_len: bool = False) -> list[dict]:
+  """Sweep members: each variant's overrides plus the task's, chrono's T_max and max_len."""
+  out = []
+  for name in variants.ordered(names):
+    v = variants.variant(name)
+    member = v.sweep_entry()  # (the order of the keys names the run directory)
+    if v.fields.get("model.lstm_init") == "chrono":
+      member["model.chrono_max_len"] = length  # T_max: the longest dependency (Tallec 2018)
+    if max_len and "max_len" in models.model_config(v.model):
+      member["model.max_len"] = length  # positions must cover the longest evaluation sequence
+    out.append({**member, **task})
+  return out
 
 
 def get_sweep(arg: str | None = None) -> list[dict]:
   """The runs of one sweep at one scale: {'model': ..., dotted field: value} per run."""
   _, _, name, scale = _parse(arg)
   s = SCALES[scale]
+  lr = s["long_range"]
+  table = study_models(scale)
+  copy_length = _task("copy").copy_length
+  prefix = _task("agreement").max_prefix
   if name == "long_range_copy":
-    lr = s["long_range"]
-    return [{**VARIANTS[v], **_chrono(v, d + 2 * COPY_LENGTH),
-             "task.min_delay": d, "task.max_delay": d}
-            for v in lr["copy_variants"] for d in lr["copy_delays"]]
+    return [m for d in lr["copy_delays"] for m in _members(
+        (*table, *lr["copy_extra_variants"]), d + 2 * copy_length,
+        {"task.min_delay": d, "task.max_delay": d})]
   if name == "long_range_agreement":
-    lr = s["long_range"]
     low, high = lr["agreement_distances"]
     nouns = lr["agreement_max_nouns"]
-    return [{**VARIANTS[v], **_chrono(v, high + AGREEMENT_MAX_PREFIX + 1),
-             "task.min_distance": low, "task.max_distance": high, "task.max_nouns": nouns,
-             "task.max_attractors": nouns}
-            for v in lr["agreement_variants"]]
+    return _members((*table, *lr["agreement_extra_variants"]), high + prefix + 1,
+                    {"task.min_distance": low, "task.max_distance": high,
+                     "task.max_nouns": nouns, "task.max_attractors": nouns})
   ex = s["extrapolation"]
   task_name, (low, high), nouns = _extrapolation_task(scale)
   if task_name == "copy":
-    task = {"task.min_delay": low - COPY_LENGTH, "task.max_delay": high - COPY_LENGTH}
-    longest = max(ex["eval_distances"]) + 2 * COPY_LENGTH  # delay + 2L
+    task = {"task.min_delay": low - copy_length, "task.max_delay": high - copy_length}
+    longest = max(ex["eval_distances"]) + 2 * copy_length  # delay + 2L
   else:
     task = {"task.min_distance": low, "task.max_distance": high, "task.max_nouns": nouns,
             "task.max_attractors": nouns}
-    longest = max(ex["eval_distances"]) + AGREEMENT_MAX_PREFIX + 1  # prefix, distance, query
-  # The Transformer's positions must cover the longest evaluation sequence.
-  return [{**VARIANTS[v], **_chrono(v, longest),
-           **({"model.max_len": longest} if VARIANTS[v]["model"] == "transformer" else {}),
-           **task}
-          for v in ex["variants"]]
-
-
-def _chrono(variant: str, length: int) -> dict:
-  """Chrono init's T_max: the longest dependency the run will see (Tallec & Ollivier 2018)."""
-  return {"model.chrono_max_len": length} if variant == "lstm_chrono" else {}
+    longest = max(ex["eval_distances"]) + prefix + 1  # prefix, distance, query
+  chosen = (*(table if ex["models"] == "all" else ()), *ex["extra_variants"])
+  return _members(chosen, longest, task, max_len=True)

@@ -8,7 +8,9 @@ the jaxpr with every scan body times its length: versus n at fixed d and versus 
 fitted power-law exponents and local exponents between neighbouring points; the crossover n*
 (attention costs more than the recurrent layer for n >= n*) at several d, counted and
 analytic; sequential depth and dataflow depth of each layer against n. Together: Table 1 of
-Vaswani et al. (2017), measured.
+Vaswani et al. (2017), measured. The same FLOP exponents and depths for one layer of every
+model of the table, as the model builds it (`variants.sized_settings`, width d; FLOPs of
+`from_embeddings`, read-out included), so a model added to the table gets its own row.
 Figure: FLOPs against n and against d; n* against d.
 """
 
@@ -20,12 +22,14 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+from flax import nnx
 
-from seqresearch import report
+from seqresearch import models
 from seqresearch.analysis import fits
 from seqresearch.analysis import flops
 from seqresearch.analysis import layer_costs
 from seqresearch.models import attention
+from seqresearch.study import markdown, plots, runner, stats, variants, verdicts
 
 TITLE = "Complexity: FLOPs per layer versus n and d"
 CLAIM = ("Complexity per layer is O(n·d²) for a recurrent layer (the essay prints O(n·d³), a "
@@ -33,8 +37,10 @@ CLAIM = ("Complexity per layer is O(n·d²) for a recurrent layer (the essay pri
          "operations O(n) vs O(1); maximum path length O(n) vs O(1) (Vaswani et al. 2017, "
          "Table 1).")
 SWEEPS = ()
-CELLS = ("rnn", "lstm", "gru")
+# The recurrent cells with an analytic FLOP formula (layer_costs), beside attention's layers.
+CELLS = layer_costs.CELLS
 LAYERS = (*CELLS, "attention", "attention_core")
+VOCAB = 16  # vocabulary of the model rows (its read-out is counted)
 
 
 def _core_program(n: int, d: int):
@@ -64,15 +70,33 @@ def _analytic(layer: str, n: int, d: int) -> int:
   return layer_costs.analytic_recurrent_matmul_flops(layer, n, d)
 
 
-def _curve(layer: str, points: list[tuple[int, int]], xs: list[int]) -> dict[str, Any]:
-  """FLOPs of `layer` at each (n, d) of `points`; power-law and local exponents against xs."""
+def model_program(name: str, n: int, d: int):
+  """One layer of table model `name` at width d over n positions: (fn(params, x), args)."""
+  settings = variants.sized_settings(name, d, max_len=n)
+  model = nnx.eval_shape(lambda: models.build_model(settings, vocab_size=VOCAB,
+                                                    rngs=nnx.Rngs(0)))
+  graphdef, params = nnx.split(model)
+  x = jax.eval_shape(lambda p, t: nnx.merge(graphdef, p).embed(t), params,
+                     jax.ShapeDtypeStruct((1, n), jnp.int32))
+
+  def fn(params, x_BxNxE):
+    return nnx.merge(graphdef, params).from_embeddings(x_BxNxE)
+
+  return fn, (params, x)
+
+
+def _curve(layer: str, points: list[tuple[int, int]], xs: list[int],
+           program=None) -> dict[str, Any]:
+  """FLOPs of `layer` at each (n, d) of `points`; power-law and local exponents against xs.
+
+  `program(n, d)` builds the program (default: the layer's); then no analytic count."""
   total, matmul, analytic = [], [], []
   for n, d in points:
-    fn, args = _program(layer, n, d)
-    count = flops.flop_count(fn, *args)
+    fn, args = (program or (lambda n, d: _program(layer, n, d)))(n, d)
+    count = flops.flop_count(fn, *args, strict=program is None)
     total.append(count.total)
     matmul.append(count.matmul)
-    analytic.append(_analytic(layer, n, d))
+    analytic.append(_analytic(layer, n, d) if program is None else None)
   local = [math.log(matmul[i + 1] / matmul[i]) / math.log(xs[i + 1] / xs[i])
            for i in range(len(xs) - 1)]
   return {"total": total, "matmul": matmul, "analytic_matmul": analytic,
@@ -82,9 +106,10 @@ def _curve(layer: str, points: list[tuple[int, int]], xs: list[int]) -> dict[str
           "local_exponents": local}
 
 
-def _depths(layer: str, lengths: list[int], d: int) -> dict[str, Any]:
-  sequential = [flops.sequential_depth(*_flat(_program(layer, n, d))) for n in lengths]
-  dataflow = [flops.dataflow_depth(*_flat(_program(layer, n, d))) for n in lengths]
+def _depths(layer: str, lengths: list[int], d: int, program=None) -> dict[str, Any]:
+  program = program or (lambda n, d: _program(layer, n, d))
+  sequential = [flops.sequential_depth(*_flat(program(n, d))) for n in lengths]
+  dataflow = [flops.dataflow_depth(*_flat(program(n, d))) for n in lengths]
   return {"sequential": sequential, "dataflow": dataflow,
           "sequential_exponent": fits.fit_power_law(lengths, sequential)[0],
           "dataflow_exponent": fits.fit_power_law(lengths, dataflow)[0]}
@@ -95,7 +120,7 @@ def _flat(program):
   return (fn, *args)
 
 
-def run(study: report.Study) -> dict[str, Any]:
+def run(study: runner.Study) -> dict[str, Any]:
   s = study.settings.complexity
   lengths, widths = list(s.lengths), list(s.widths)
   by_n = {layer: _curve(layer, [(n, s.width) for n in lengths], lengths) for layer in LAYERS}
@@ -113,77 +138,116 @@ def run(study: report.Study) -> dict[str, Any]:
     crossover[cell] = rows
   depth_lengths = list(s.depth_lengths)
   depths = {layer: _depths(layer, depth_lengths, s.width) for layer in LAYERS}
+  table_models = {}
+  for name in study.config.study_models(study.scale):
+    program = lambda n, d, name=name: model_program(name, n, d)  # noqa: E731
+    table_models[name] = {
+        "by_n": _curve(name, [(n, s.width) for n in lengths], lengths, program),
+        "by_d": _curve(name, [(s.length, d) for d in widths], widths, program),
+        "depths": _depths(name, depth_lengths, s.width, program)}
   return {"width": s.width, "length": s.length, "lengths": lengths, "widths": widths,
           "n_over_d": lengths[-1] / s.width, "by_n": by_n, "by_d": by_d,
-          "crossover": crossover, "depth_lengths": depth_lengths, "depths": depths}
+          "crossover": crossover, "depth_lengths": depth_lengths, "depths": depths,
+          "models": table_models}
 
 
-NAMES = {"rnn": "Elman RNN", "lstm": "LSTM", "gru": "GRU", "attention": "self-attention layer",
-         "attention_core": "attention core (QKᵀ, AV)"}
+NAMES = {**{cell: f"{models.entry(cell).label} cell" if cell in models.names() else cell
+            for cell in CELLS},
+         "attention": "self-attention layer", "attention_core": "attention core (QKᵀ, AV)"}
+
+
+def _color(layer: str) -> str:
+  """A layer's colour: its model's from the table; attention's is the first attention model's."""
+  if layer in models.names():
+    return models.entry(layer).color
+  attention_models = models.names("attention")
+  return models.entry(attention_models[0]).color if attention_models else "black"
 
 
 def figures(results: dict[str, Any], out_dir: str) -> list[str]:
-  fig, (n_ax, d_ax, x_ax) = report.figure(ncols=3, width=4.6)
+  fig, (n_ax, d_ax, x_ax) = plots.figure(ncols=3, width=4.6)
   for layer in LAYERS:
-    n_ax.loglog(results["lengths"], results["by_n"][layer]["matmul"], marker="o",
-                label=NAMES[layer])
-    d_ax.loglog(results["widths"], results["by_d"][layer]["matmul"], marker="o",
-                label=NAMES[layer])
-  n_ax.set(xlabel="sequence length n", ylabel="matmul FLOPs per example",
-           title=f"one layer, d = {results['width']}")
-  d_ax.set(xlabel="width d", ylabel="matmul FLOPs per example",
-           title=f"one layer, n = {results['length']}")
+    ls = ":" if layer == "attention_core" else "-"
+    n_ax.loglog(results["lengths"], results["by_n"][layer]["matmul"], marker="o", ls=ls,
+                color=_color(layer), label=NAMES[layer])
+    d_ax.loglog(results["widths"], results["by_d"][layer]["matmul"], marker="o", ls=ls,
+                color=_color(layer), label=NAMES[layer])
+  plots.integer_ticks(n_ax, results["lengths"][::2])
+  plots.integer_ticks(d_ax, results["widths"])
+  n_ax.set(xlabel="sequence length $n$", ylabel="matmul FLOPs per example",
+           title=f"one layer, $d$ = {results['width']}")
+  d_ax.set(xlabel="width $d$", ylabel="matmul FLOPs per example",
+           title=f"one layer, $n$ = {results['length']}")
   for cell, rows in results["crossover"].items():
-    line, = x_ax.plot(rows["widths"], rows["matmul"], marker="o", label=f"{NAMES[cell]}, counted")
-    x_ax.plot(rows["widths"], rows["analytic"], ls="--", color=line.get_color(),
-              label=f"{NAMES[cell]}, (G−2)·d")
-  x_ax.set(xlabel="width d", ylabel="crossover n*", title="attention costs more for n ≥ n*")
+    x_ax.plot(rows["widths"], rows["matmul"], marker="o", color=_color(cell),
+              label=f"{NAMES[cell]}, counted")
+    x_ax.plot(rows["widths"], rows["analytic"], ls="--", color=_color(cell),
+              label=f"{NAMES[cell]}, $(G-2)\\cdot d$")
+  plots.integer_ticks(x_ax, next(iter(results["crossover"].values()))["widths"])
+  x_ax.set(xlabel="width $d$", ylabel="crossover $n^*$",
+           title="attention costs more for $n \\geq n^*$")
   for ax in (n_ax, d_ax, x_ax):
     ax.legend(fontsize=6)
-  return [report.save(fig, os.path.join(out_dir, "complexity.png"))]
+  return [plots.save(fig, os.path.join(out_dir, "complexity.png"))]
 
 
 def tables(results: dict[str, Any]) -> str:
   rows = []
   for layer in LAYERS:
     bn, bd, dp = results["by_n"][layer], results["by_d"][layer], results["depths"][layer]
-    rows.append([NAMES[layer], report.fmt(bn["exponent"]),
-                 report.fmt(bn["local_exponents"][0]) + " → " +
-                 report.fmt(bn["local_exponents"][-1]),
-                 report.fmt(bd["exponent"]),
-                 report.fmt(bd["local_exponents"][0]) + " → " +
-                 report.fmt(bd["local_exponents"][-1]),
+    rows.append([NAMES[layer], stats.fmt(bn["exponent"]),
+                 stats.fmt(bn["local_exponents"][0]) + " → " +
+                 stats.fmt(bn["local_exponents"][-1]),
+                 stats.fmt(bd["exponent"]),
+                 stats.fmt(bd["local_exponents"][0]) + " → " +
+                 stats.fmt(bd["local_exponents"][-1]),
                  "yes" if bn["matmul_equals_analytic"] and bd["matmul_equals_analytic"] else "NO",
-                 report.fmt(dp["sequential_exponent"]), report.fmt(dp["dataflow_exponent"])])
+                 stats.fmt(dp["sequential_exponent"]), stats.fmt(dp["dataflow_exponent"])])
   out = [f"Exponents of the matmul FLOPs of one layer: against n = {results['lengths'][0]} .. "
          f"{results['lengths'][-1]} at d = {results['width']} (fit, and local exponent at the "
          f"first and last step), against d = {results['widths'][0]} .. {results['widths'][-1]} "
          f"at n = {results['length']}; whether the count equals the analytic formula; "
          f"exponents of the sequential and dataflow depth against n.", "",
-         report.markdown_table(["layer", "n: fit", "n: local", "d: fit", "d: local",
+         markdown.table(["layer", "n: fit", "n: local", "d: fit", "d: local",
                                 "count = formula", "sequential depth", "dataflow depth"], rows),
          "", "Crossover n* (attention's FLOPs exceed the recurrent layer's from n*): analytic "
          "(G−2)·d, counted matmul FLOPs, counted all FLOPs.", ""]
   crossover_rows = []
   for cell, r in results["crossover"].items():
     for i, d in enumerate(r["widths"]):
-      crossover_rows.append([NAMES[cell], d, report.fmt(r["analytic"][i], ".0f"),
+      crossover_rows.append([NAMES[cell], d, stats.fmt(r["analytic"][i], ".0f"),
                              r["matmul"][i], r["total"][i]])
-  out.append(report.markdown_table(["recurrent layer", "d", "analytic", "counted (matmul)",
+  model_rows = []
+  for name in variants.ordered(results.get("models", {})):
+    r = results["models"][name]
+    model_rows.append([variants.variant(name).label, stats.fmt(r["by_n"]["total_exponent"]),
+                       stats.fmt(r["by_d"]["total_exponent"]),
+                       stats.fmt(r["depths"]["sequential_exponent"]),
+                       stats.fmt(r["depths"]["dataflow_exponent"])])
+  if model_rows:
+    out += [markdown.table(["model (one layer, as built)", "FLOPs ∝ n^a", "FLOPs ∝ d^a",
+                            "sequential depth ∝ n^a", "dataflow depth ∝ n^a"], model_rows), ""]
+  out.append(markdown.table(["recurrent layer", "d", "analytic", "counted (matmul)",
                                     "counted (all)"], crossover_rows))
   return "\n".join(out)
 
 
-def table1(results: dict[str, Any], parallelism: dict[str, Any] | None = None) -> str:
-  """Vaswani et al.'s Table 1 beside the same three quantities measured here."""
+def table1(results: dict[str, Any], everything: dict[str, dict[str, Any]]) -> str:
+  """Vaswani et al.'s Table 1 beside the same three quantities measured here.
+
+  Args:
+    results: this experiment's results.
+    everything: every experiment's results by name (the parallelism timings, if present).
+  """
+  parallelism = everything.get("parallelism")
   def measured(layer: str) -> list[str]:
     bn, bd, dp = results["by_n"][layer], results["by_d"][layer], results["depths"][layer]
     ns = results["depth_lengths"]
-    return [f"FLOPs ∝ n^{report.fmt(bn['local_exponents'][-1])}·d^{report.fmt(bd['exponent'])}",
+    return [f"FLOPs ∝ n^{stats.fmt(bn['local_exponents'][-1])}·d^{stats.fmt(bd['exponent'])}",
             f"{dp['sequential'][0]} .. {dp['sequential'][-1]} for n = {ns[0]} .. {ns[-1]} "
-            f"(∝ n^{report.fmt(dp['sequential_exponent'])})",
+            f"(∝ n^{stats.fmt(dp['sequential_exponent'])})",
             f"{dp['dataflow'][0]} .. {dp['dataflow'][-1]} ops "
-            f"(∝ n^{report.fmt(dp['dataflow_exponent'])})"]
+            f"(∝ n^{stats.fmt(dp['dataflow_exponent'])})"]
 
   rows = [["Self-attention (core)", "O(n²·d)", *measured("attention_core")[:1], "O(1)",
            *measured("attention_core")[1:2], "O(1)", *measured("attention_core")[2:]],
@@ -195,21 +259,21 @@ def table1(results: dict[str, Any], parallelism: dict[str, Any] | None = None) -
   headers = ["Layer type", "Complexity per layer (Vaswani)", "measured",
              "Sequential operations (Vaswani)", "measured (scan steps)",
              "Maximum path length (Vaswani)", "measured (longest dependency chain)"]
-  text = [report.markdown_table(headers, rows), "",
+  text = [markdown.table(headers, rows), "",
           f"Measured exponents: of n at the largest n (n/d = {results['n_over_d']:.0f}, the "
           f"local exponent between the last two lengths), of d fitted over d = "
           f"{results['widths'][0]} .. {results['widths'][-1]} at n = {results['length']}. "
           "Source: `complexity/results.json`."]
   if parallelism:
-    times = ", ".join(f"{report.label(n)} n^{report.fmt(r['exponents']['train_ms'])}"
+    times = ", ".join(f"{variants.variant(n).label} n^{stats.fmt(r['exponents']['train_ms'])}"
                       for n, r in parallelism["models"].items())
     text.append(f"Wall time of a training step on {parallelism['backend']} "
                 f"(`parallelism/results.json`): {times}.")
   return "\n".join(text)
 
 
-def verdict(results: dict[str, Any]) -> report.Verdict:
-  v = report.Verdict(results)
+def verdict(results: dict[str, Any]) -> verdicts.Verdict:
+  v = verdicts.Verdict(results)
   last = len(results["lengths"]) - 2  # index of the last local exponent
   v.say(f"Counting exactly (scan bodies times their length) at d = "
         f"{v.number('width', 'd')}, one layer's matmul FLOPs grow with n as n^a with a = " +

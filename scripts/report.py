@@ -2,38 +2,71 @@
 
 Trains the runs the experiments need (finished runs are reused, unfinished ones resume), runs
 each experiment's analysis, and writes <workdir>/REPORT.md with figures, tables, the measured
-Table 1 and the verdicts. Scales: smoke (about 2 minutes; tests, CI), quick (about 20 minutes
-on a 2-core CPU), full (an accelerator). The logic lives in `seqresearch.report`.
+Table 1 and the verdicts. Scales (configs/study.py): smoke (a few minutes; checks the pipeline
+only: a banner and no verdicts), quick (about 20 minutes on a 2-core CPU), full (an
+accelerator). The logic lives in `seqresearch.study`; the experiments in experiments/.
+A user error (unknown scale or experiment, a bad path) is one line and exit status 2.
 """
 
-from absl import app
-from absl import flags
-from absl import logging
+import os
+import sys
 
-from seqresearch import report
+# configs/ and experiments/ are packages of this repository; the training processes the
+# study starts import configs/ too, so the root goes on their PYTHONPATH as well.
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.append(ROOT)
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in (os.environ.get("PYTHONPATH", ""), ROOT) if p)
 
-_SCALE = flags.DEFINE_enum("scale", "quick", list(report.SCALES), "Size of every run.")
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+from absl import logging  # noqa: E402
+
+import experiments  # noqa: E402
+from configs import study as study_config  # noqa: E402
+from seqresearch.study import report  # noqa: E402
+from seqresearch.study import runner  # noqa: E402
+
+_SCALE = flags.DEFINE_string("scale", "quick", f"One of {', '.join(study_config.SCALES)}.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Study directory (default runs/study-SCALE).")
-_EXPERIMENTS = flags.DEFINE_list("experiments", list(report.EXPERIMENTS),
-                                 f"Subset of {', '.join(report.EXPERIMENTS)}.")
-_PARALLEL = flags.DEFINE_integer("parallel", 2, "Training processes at a time.")
+_EXPERIMENTS = flags.DEFINE_list("experiments", list(experiments.NAMES),
+                                 f"Subset of {', '.join(experiments.NAMES)}.")
+_PARALLEL = flags.DEFINE_integer("parallel", 2, "Training processes at a time (>= 1).")
+
+
+def _usage_error(message: str) -> int:
+  print(f"error: {message}", file=sys.stderr)
+  return 2
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing, with a bad flag value as one line and exit status 2."""
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    sys.exit(_usage_error(str(e)))
 
 
 def main(argv: list[str]) -> int:
   if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    return _usage_error(f"unexpected arguments {argv[1:]}; all options are --flags.")
   if not flags.FLAGS["verbosity"].present:  # orbax logs every restore at INFO
     logging.set_verbosity(logging.WARNING)
-  unknown = sorted(set(_EXPERIMENTS.value) - set(report.EXPERIMENTS))
-  if unknown:
-    raise app.UsageError(f"--experiments: unknown {unknown}; allowed: {report.EXPERIMENTS}.")
-  study = report.Study(scale=_SCALE.value, parallel=_PARALLEL.value,
-                       workdir=_WORKDIR.value or f"runs/study-{_SCALE.value}")
-  path, failed = report.write_report(
-      study, [e for e in report.EXPERIMENTS if e in _EXPERIMENTS.value])
+  if _PARALLEL.value < 1:
+    return _usage_error(f"--parallel={_PARALLEL.value}: must be an integer >= 1.")
+  workdir = _WORKDIR.value or f"runs/study-{_SCALE.value}"
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    return _usage_error(f"--workdir={workdir}: exists and is not a directory.")
+  try:
+    modules = experiments.modules(tuple(_EXPERIMENTS.value))
+    study = runner.Study(scale=_SCALE.value, workdir=workdir, config=study_config,
+                         experiments=modules, parallel=_PARALLEL.value)
+  except ValueError as e:
+    return _usage_error(str(e))
+  path, failed = report.write_report(study)
   print(f"Wrote {path}" + (f"; FAILED analyses: {', '.join(failed)}" if failed else ""))
   return 1 if failed else 0
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)

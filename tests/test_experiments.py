@@ -1,14 +1,18 @@
-"""The study's parts on tiny runs: configs/study.py, checkpoint analysis, each experiment's logic.
+"""The study's parts on tiny runs: configs/study.py, restoring and probing checkpoints, the
+scripts' user errors, and each experiment's verdict logic on hand-made results.
 
-The whole pipeline at the smoke scale (every experiment on real runs, REPORT.md) is
-tests/test_report.py; here each piece is checked on its own, fast.
+The whole pipeline at the smoke scale (every experiment on real runs, REPORT.md) is the
+slow-marked tests/test_report.py; here each piece is checked on its own, fast.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import subprocess
 import sys
+from types import MappingProxyType
 
 import jax
 import numpy as np
@@ -16,24 +20,32 @@ import pytest
 from absl import flags
 from flax import nnx
 
-from conftest import ROOT
-from seqresearch import analyze
+import experiments
+from configs import copy as copy_config
+from configs import study as study_config
 from seqresearch import build
 from seqresearch import evaluation
-from seqresearch import report
+from seqresearch import models
 from seqresearch import steps
 from seqresearch import sweep
 from seqresearch import train
+from seqresearch.models import registry
+from seqresearch.study import checkpoint_analysis, probes, restore, runner, variants
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _study(scale: str, workdir) -> runner.Study:
+  return runner.Study(scale, str(workdir), config=study_config, experiments=experiments.modules())
 
 
 @pytest.fixture(scope="module")
 def tiny_runs(tmp_path_factory):
   """A 2-seed LSTM and a 1-seed Transformer, trained for a few steps on copy delays 3 .. 6."""
-  module = sweep.load_config_module(os.path.join(ROOT, "configs", "copy.py"))
   root = tmp_path_factory.mktemp("tiny")
   out = {}
   for name, extra in (("lstm", {"num_seeds": 2}), ("transformer", {})):
-    config = module.get_config(f"{name},tiny")
+    config = copy_config.get_config(f"{name},tiny")
     config.progress_bar = False
     for key, value in extra.items():
       config[key] = value
@@ -42,100 +54,169 @@ def tiny_runs(tmp_path_factory):
   return out
 
 
-# ---------------------------------------------------------------- configs/study.py
+# ---------------------------------------------------------------- configs/study.py, variants
 
 
-@pytest.mark.parametrize("scale", report.SCALES)
+@pytest.mark.parametrize("scale", tuple(study_config.SCALES))
 def test_every_study_sweep_builds_at_every_scale(tmp_path, scale):
-  study = report.Study(scale, str(tmp_path))
-  names = {s for e in report.EXPERIMENTS for s in report.load_experiment(e).SWEEPS}
+  study = _study(scale, tmp_path)
+  names = {s for m in study.experiments.values() for s in m.SWEEPS}
   for name in names:
     runs = study.runs(name)  # sweep.expand validates every member's config
     assert runs or (name, scale) == ("extrapolation", "smoke"), name
     for run in runs:
-      assert study.variant(run) in study.variants
-  # Transformers of the extrapolation sweep can be evaluated at every evaluation distance.
+      assert variants.variant(study.variant(run)).model == run.model
+  # Models with positions can be evaluated at every extrapolation distance.
   longest = max(study.settings.extrapolation.eval_distances)
   for run in study.runs("extrapolation"):
-    if study.variant(run).startswith("transformer"):
+    if "max_len" in models.model_config(run.model):
       assert dict(run.overrides)["model.max_len"] >= longest
 
 
-def test_study_config_rejects_unknown_sweep_and_scale():
-  module = sweep.load_config_module(report.STUDY_CONFIG)
+def test_a_model_added_to_the_table_joins_the_study_with_no_study_file_edited(monkeypatch):
+  # A new row of the table (a copy of the GRU under another name and colour) ...
+  new = dataclasses.replace(models.entry("gru"), label="GRU twin", color="tab:olive")
+  monkeypatch.setattr(registry, "MODELS", MappingProxyType({**registry.MODELS, "gru2": new}))
+  monkeypatch.setattr(registry, "MODEL_NAMES", tuple(registry.MODELS))
+  # ... is trained by long_range at quick and full, timed by parallelism, counted by complexity.
+  for scale in ("quick", "full"):
+    assert "gru2" in study_config.study_models(scale)
+    copy_members = study_config.get_sweep(f"sweep=long_range_copy,scale={scale}")
+    assert any(m["model"] == "gru2" for m in copy_members)
+  assert variants.variant("gru2").label == "GRU twin"
+  assert variants.style("gru2")["color"] == "tab:olive"
+  assert variants.variant("gru2").is_recurrent
+  assert variants.sized_settings("gru2", 16, 64).hidden_size == 16
+  # The smoke scale checks one model of each family (the table's first of each).
+  assert study_config.study_models("smoke") == ("rnn", "transformer")
+
+
+def test_variants_derive_label_colour_and_kind_from_the_table():
+  chrono = variants.variant("lstm_chrono")
+  assert chrono.label == "LSTM (chrono init)" and chrono.color == models.entry("lstm").color
+  assert chrono.is_recurrent and not variants.variant("transformer_nope").is_recurrent
+  assert variants.style("lstm_chrono")["ls"] != variants.style("lstm")["ls"]
+  assert variants.ordered(["transformer", "lstm_chrono", "rnn", "lstm"]) == \
+      ["rnn", "lstm", "lstm_chrono", "transformer"]
+  with pytest.raises(ValueError, match="variant 'lstmm'"):
+    variants.variant("lstmm")
+
+
+def test_study_config_rejects_unknown_sweep_and_scale(tmp_path):
   with pytest.raises(ValueError, match="sweep='nope'"):
-    module.get_config("lstm,sweep=nope")
+    study_config.get_config("lstm,sweep=nope")
   with pytest.raises(ValueError, match="scale='huge'"):
-    module.get_sweep("sweep=long_range_copy,scale=huge")
+    study_config.get_sweep("sweep=long_range_copy,scale=huge")
+  with pytest.raises(ValueError, match="--scale='huge'"):
+    _study("huge", tmp_path)
 
 
-# ---------------------------------------------------------------- seqresearch.analyze
+def test_study_config_reads_task_constants_from_the_task_configs():
+  copy_length = copy_config.get_config().task.copy_length
+  members = study_config.get_sweep("sweep=long_range_copy,scale=quick")
+  chrono = [m for m in members if m.get("model.lstm_init") == "chrono"]
+  assert chrono and all(m["model.chrono_max_len"] == m["task.max_delay"] + 2 * copy_length
+                        for m in chrono)
+
+
+# ---------------------------------------------------------------- restore and probes
 
 
 def test_restore_evaluates_every_seed_with_its_own_parameters(tiny_runs):
-  restored = analyze.restore(tiny_runs["lstm"])
+  restored = restore.restore(tiny_runs["lstm"])
   assert restored.seeds == (0, 1) and restored.step == 6
-  low, high = analyze.trained_distances(restored.settings.task)
+  low, high = restored.settings.task.trained_distances
   assert (low, high) == (13, 16)
-  evals = analyze.evaluate_at_distances(restored, [high, 4 * high], batch_size=8, num_batches=2)
+  evals = restore.evaluate_at_distances(restored, [high, 4 * high], batch_size=8, num_batches=2)
   assert sorted(evals) == [high, 4 * high]
   for distance, per_seed in evals.items():
-    assert len(per_seed) == 2
+    assert len(per_seed) == 2 and per_seed[0]["examples"] == 16
     assert list(per_seed[0]["accuracy_by_distance"]) == [str(distance)]
-  # The vmapped program gives seed k exactly what seed k's own model scores on the same batches.
-  task = analyze.task_at_distance(restored.settings.task, 4 * high)
-  batches = analyze.probe_batches(task, 8, 2)
-  for k in range(2):
+  # The vmapped program gives seed s exactly what seed s's own model scores on the same batches.
+  batches = restore.probe_batches(restore.task_at(restored, 4 * high), 8, 2)
+  for s in range(2):
     correct = scored = 0.0
     for i in range(2):
       batch = jax.tree.map(lambda x: x[i], batches)
-      _, hit_BxT, n = evaluation.loss_and_correct(restored.model(k)(batch.inputs), batch)
+      _, hit_BxT, n = evaluation.loss_and_correct(restored.model(s)(batch.inputs), batch)
       correct, scored = correct + float(hit_BxT.sum()), scored + float(n)
-    assert evals[4 * high][k]["accuracy"] == pytest.approx(correct / scored, abs=1e-6)
+    assert evals[4 * high][s]["accuracy"] == pytest.approx(correct / scored, abs=1e-6)
 
 
 def test_initial_model_is_the_runs_own_initialisation(tiny_runs):
-  restored = analyze.restore(tiny_runs["lstm"])
+  restored = restore.restore(tiny_runs["lstm"])
   config = restored.config
   tx = build.make_optimizer(config.optimizer, config.num_train_steps)
   keys = steps.seed_keys(config.seed, config.num_seeds)
   _, _, state = steps.init_state(restored.settings.model, restored.settings.vocab_size, tx,
                                  keys["init"])
-  for k in range(2):
-    _, params, _ = nnx.split(restored.initial_model(k), nnx.Param, ...)
-    for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(state["params"])):
-      np.testing.assert_array_equal(a, b[k])
+  for s in range(2):
+    _, params, _ = nnx.split(restored.initial_model(s), nnx.Param, ...)
+    for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(state.params)):
+      np.testing.assert_array_equal(a, b[s])
   trained = jax.tree.leaves(nnx.split(restored.model(0), nnx.Param, ...)[1])
   initial = jax.tree.leaves(nnx.split(restored.initial_model(0), nnx.Param, ...)[1])
   assert any(not np.array_equal(a, b) for a, b in zip(trained, initial))
 
 
 def test_unreachable_distances_say_why(tiny_runs):
-  lstm = analyze.restore(tiny_runs["lstm"])
-  assert "must be > L = 10" in analyze.unreachable(lstm, 10)
-  transformer = analyze.restore(tiny_runs["transformer"])
-  assert analyze.unreachable(transformer, 100) is None
-  assert "model.max_len is 512" in analyze.unreachable(transformer, 600)
+  lstm = restore.restore(tiny_runs["lstm"])
+  assert "must be integers > L = 10" in restore.unreachable(lstm, 10)
+  transformer = restore.restore(tiny_runs["transformer"])
+  assert restore.unreachable(transformer, 100) is None
+  assert "model.max_len is 512" in restore.unreachable(transformer, 600)
   with pytest.raises(ValueError, match="model.max_len"):
-    analyze.evaluate_at_distances(transformer, [600])
+    restore.evaluate_at_distances(transformer, [600])
+  with pytest.raises(FileNotFoundError, match="no config.json"):
+    restore.restore(os.path.join(tiny_runs["lstm"], "nope"))
 
 
 def test_gradient_profile_at_init_and_trained(tiny_runs):
-  restored = analyze.restore(tiny_runs["lstm"])
-  trained = analyze.gradient_profile(restored, 16, num_examples=4)
-  initial = analyze.gradient_profile(restored, 16, num_examples=4, at_init=True)
+  restored = restore.restore(tiny_runs["lstm"])
+  trained = probes.gradient_profile(restored, 16, num_examples=4)
+  initial = probes.gradient_profile(restored, 16, num_examples=4, at_init=True)
   for profile in (trained, initial):
     assert profile["lags"] == list(range(17))  # the first recall sits at t = 16
-    norms_KxL = np.asarray(profile["norms_by_seed"])
-    assert norms_KxL.shape == (2, 17) and np.isfinite(norms_KxL).all()
+    norms_SxK = np.asarray(profile["norms_by_seed"])
+    assert norms_SxK.shape == (2, 17) and np.isfinite(norms_SxK).all()
     assert len(profile["decay_rate_by_seed"]) == 2
-    ratio = norms_KxL[:, 16] / norms_KxL[:, 1]
-    np.testing.assert_allclose(profile["source_ratio_by_seed"], ratio, rtol=1e-12)
+    np.testing.assert_allclose(profile["log10_source_norm_by_seed"],
+                               np.log10(norms_SxK[:, 16]), rtol=1e-9)
   assert trained["norms_by_seed"] != initial["norms_by_seed"]
 
 
-def test_analyze_script_writes_json_and_figures_and_skips_what_it_cannot_reach(tiny_runs,
-                                                                               tmp_path):
+def test_gradient_ratio_is_normalised_by_neutral_lags_not_the_delimiter():
+  # Query at t = 12, source 10 steps back; lag 1 (the delimiter) draws 30x a blank's gradient.
+  norm_BxT = np.ones((2, 13))
+  norm_BxT[:, 11] = 30.0  # lag 1
+  norm_BxT[:, 2] = 0.5  # the source, lag 10
+  norm_BxT[:, 5] = 7.0  # one outlier among the intermediate lags
+  source, neutral = probes.source_and_neutral_norms(norm_BxT, np.array([12, 12]), 10)
+  assert source == 0.5 and neutral == 1.0  # the median over lags 2 .. 9, not lag 1's 30
+  assert probes.source_and_neutral_norms(norm_BxT, np.array([12, 12]), 2)[1] != \
+      probes.source_and_neutral_norms(norm_BxT, np.array([12, 12]), 2)[1]  # NaN: no lag between
+
+
+def test_attention_mass_covers_every_seed(tiny_runs):
+  transformer = restore.restore(tiny_runs["transformer"])
+  assert probes.has_attention(transformer)
+  assert not probes.has_attention(restore.restore(tiny_runs["lstm"]))
+  mass = probes.attention_mass_by_distance(transformer, [16], num_examples=4)
+  assert mass["seeds"] == [0]
+  assert sorted(mass["heads"]) == ["L0H0", "L0H1"] and len(mass["heads"]["L0H0"]["16"]) == 1
+
+
+# ---------------------------------------------------------------- scripts/analyze.py
+
+
+def _strict_json(path) -> dict:
+  def refuse(constant):
+    raise ValueError(f"not strict JSON: {constant}")
+  return json.loads(open(path).read(), parse_constant=refuse)
+
+
+def test_analyze_script_writes_strict_json_and_figures_and_skips_what_it_cannot_reach(
+    tiny_runs, tmp_path, capsys):
   # The script's main, in this process (absl flags parsed by hand): the compiled programs of
   # the tests above are reused.
   script = sweep.load_config_module(os.path.join(ROOT, "scripts", "analyze.py"))
@@ -146,8 +227,11 @@ def test_analyze_script_writes_json_and_figures_and_skips_what_it_cannot_reach(t
     assert script.main([sys.argv[0]]) == 0
   finally:
     flags.FLAGS.unparse_flags()
-  analysis = json.loads((out / analyze.ANALYSIS_FILE).read_text())
+  assert "± nan" not in capsys.readouterr().out  # one seed: no interval, and it says so
+  analysis = _strict_json(out / checkpoint_analysis.ANALYSIS_FILE)
   assert sorted(analysis["accuracy_by_distance"], key=int) == ["16", "64"]
+  one_seed = analysis["accuracy_by_distance"]["16"]
+  assert one_seed["ci95"] is None and one_seed["ci95_why"].startswith("one finite seed")
   assert "model.max_len" in analysis["skipped"]["600"]
   assert analysis["trained_distances"] == [13, 16] and analysis["seeds"] == [0]
   assert set(analysis["gradient"]) == {"init", "trained"}
@@ -156,115 +240,29 @@ def test_analyze_script_writes_json_and_figures_and_skips_what_it_cannot_reach(t
   for name in analysis["figures"]:
     assert (out / name).stat().st_size > 0
   assert "attention_L0H1.png" in analysis["figures"]
+  # User errors: one line, exit status 2.
+  for args, message in (([f"--workdir={tmp_path}/none"], "no config.json"),
+                        ([f"--workdir={tiny_runs['lstm']}", "--distances=2x"], "not an integer"),
+                        ([f"--workdir={tiny_runs['lstm']}", "--gradient_distance=5"],
+                         "must be integers > L")):
+    flags.FLAGS([sys.argv[0], *args])
+    try:
+      assert script.main([sys.argv[0]]) == 2
+    finally:
+      flags.FLAGS.unparse_flags()
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err
+  with pytest.raises(SystemExit) as exit_info:
+    script._parse_flags([sys.argv[0], "--workdir=x", "--step=abc"])
+  assert exit_info.value.code == 2
 
 
-# ---------------------------------------------------------------- verdicts and numbers
-
-
-def test_lookup_fmt_and_compare():
-  results = {"a": {"b": [1.0, {"c": -0.0001}]}}
-  assert report.lookup(results, "a.b.1.c") == -0.0001
-  with pytest.raises(KeyError, match="'x'"):
-    report.lookup(results, "a.x")
-  assert report.fmt(-0.0001) == "0.00" and report.fmt(float("nan")) == "n/a"
-  high, low = {"mean": 0.9, "ci95": 0.05}, {"mean": 0.5, "ci95": 0.1}
-  assert report.compare(high, low) == "higher" and report.compare(low, high) == "lower"
-  assert report.compare(high, {"mean": 0.88, "ci95": 0.1}) == "indistinguishable"
-
-
-def _stat(mean: float, ci95: float = 0.02) -> dict:
-  return {"mean": mean, "ci95": ci95, "min": mean, "max": mean, "per_seed": [mean] * 3}
-
-
-def _check_cited(verdict: report.Verdict, results: dict) -> None:
-  assert verdict.cited
-  for c in verdict.cited:
-    assert report.lookup(results, c["path"]) == c["value"]
-    assert report.fmt(c["value"], c["spec"]) == c["text"] and c["text"] in verdict.text
-
-
-def test_long_range_verdict_names_results_against_the_essay():
-  long_range = report.load_experiment("long_range")
-  point = lambda acc: {"accuracy": _stat(acc), "sequence_accuracy": _stat(acc),  # noqa: E731
-                       "loss": _stat(1.0), "baseline_loss": 0.5,
-                       "loss_over_baseline": _stat(1.0 if acc < 0.2 else 0.1), "run": "r"}
-  results = {
-      "copy": {"chance": 0.125, "distances": [20, 110], "failed_runs": [], "variants": {
-          "transformer": {"20": point(1.0), "110": point(0.99)},
-          "lstm": {"20": point(0.9), "110": point(0.13)},
-          "lstm_chrono": {"20": point(1.0), "110": point(0.98)}}},
-      "agreement": {"chance": 0.5, "failed_runs": [], "variants": {
-          "transformer": {"accuracy": _stat(0.8), "by_distance": {"10": _stat(0.8)},
-                          "by_attractors": {"0": _stat(0.9), "3": _stat(0.6)}, "run": "r",
-                          "seeds_solved": 0, "num_seeds": 3},
-          "lstm": {"accuracy": _stat(0.9), "by_distance": {"10": _stat(0.9)},
-                   "by_attractors": {"0": _stat(0.9), "3": _stat(0.85)}, "run": "r",
-                   "seeds_solved": 3, "num_seeds": 3}}},
-      "failed_runs": [],
-  }
-  verdict = long_range.verdict(results)
-  _check_cited(verdict, results)
-  text = " ".join(verdict.contradictions)
-  assert "Chrono initialisation raises" in text and "from lower to indistinguishable" in text
-  assert "Tran et al. (2018)" in text
-  assert "As the essay predicts" not in verdict.text  # chrono LSTM ties the Transformer
-  assert "remembers nothing" in verdict.text  # the forget-bias-1 LSTM at 110
-  assert "3 of 3 (LSTM (forget bias 1))" in verdict.text
-
-
-def test_extrapolation_verdict_flags_transformers_that_fail_beyond_training():
-  extrapolation = report.load_experiment("extrapolation")
-  by = lambda *accs: {d: {"accuracy": _stat(a), "sequence_accuracy": _stat(a)}  # noqa: E731
-                      for d, a in zip(("10", "20", "80"), accs)}
-  results = {"task": "agreement", "chance": 0.5, "train_distances": [10, 20],
-             "eval_distances": [10, 20, 80], "failed_runs": [], "variants": {
-                 "transformer": {"by_distance": by(1.0, 1.0, 0.55), "skipped": {}, "run": "a"},
-                 "gru": {"by_distance": by(1.0, 0.99, 0.97), "skipped": {}, "run": "b"}}}
-  verdict = extrapolation.verdict(results)
-  _check_cited(verdict, results)
-  assert len(verdict.contradictions) == 1 and "Delétang" in verdict.contradictions[0]
-  assert "falls for the Transformer (1.00 → 0.55)" in verdict.text
-  assert "worst seed drops below 0.9 for the Transformer (1.00 at distance 20, 0.55 at 80)" \
-      in verdict.text
-
-
-def test_complexity_counts_match_table_1_on_small_sizes(tmp_path):
-  complexity = report.load_experiment("complexity")
-  study = report.Study("smoke", str(tmp_path))
-  results = complexity.run(study)
-  assert results["by_n"]["lstm"]["exponent"] == pytest.approx(1.0, abs=1e-9)
-  assert results["by_d"]["lstm"]["exponent"] == pytest.approx(2.0, abs=1e-9)
-  assert results["by_n"]["attention_core"]["exponent"] == pytest.approx(2.0, abs=1e-9)
-  assert results["by_d"]["attention_core"]["exponent"] == pytest.approx(1.0, abs=1e-9)
-  assert all(results["by_n"][layer]["matmul_equals_analytic"] for layer in complexity.LAYERS)
-  # Local exponents of the full attention layer rise towards 2 as n outgrows d.
-  local = results["by_n"]["attention"]["local_exponents"]
-  assert local == sorted(local) and 1.0 < local[0] < local[-1] < 2.0
-  assert results["crossover"]["lstm"]["matmul"] == [17, 33]  # first n above (G - 2)·d
-  assert results["depths"]["lstm"]["sequential"] == results["depth_lengths"]
-  assert results["depths"]["attention"]["sequential"] == [1, 1, 1]
-  table = complexity.table1(results)
-  assert "O(n·d²)" in table and "O(n²·d)" in table
-  verdict = complexity.verdict(results)
-  _check_cited(verdict, results)
-  assert not verdict.contradictions
-
-
-def test_a_finished_run_with_other_settings_is_refused_not_reused(tmp_path):
-  study = report.Study("smoke", str(tmp_path))
-  run = study.runs("long_range_copy")[0]
-  os.makedirs(run.workdir)
-  path, arg = run.config_arg.split(":", 1)
-  config = sweep.load_config_module(path).get_config(arg)
-  for key, value in run.overrides:
-    config.task[key.split(".")[1]] = value
-  with open(os.path.join(run.workdir, "config.json"), "w") as f:
-    f.write(config.to_json_best_effort())
-  with open(os.path.join(run.workdir, "summary.json"), "w") as f:
-    f.write("{}")
-  assert report.config_changes(run) == []
-  config.num_train_steps += 1
-  with open(os.path.join(run.workdir, "config.json"), "w") as f:
-    f.write(config.to_json_best_effort())
-  with pytest.raises(ValueError, match=r"num_train_steps: 21 there, 20 now"):
-    study.train(["long_range_copy"])
+def test_report_script_user_errors_are_one_line_and_exit_2(tmp_path):
+  script = os.path.join(ROOT, "scripts", "report.py")
+  for flag, message in (("--experiments=nope", "unknown ['nope']"),
+                        ("--scale=huge", "--scale='huge'"),
+                        ("--parallel=0", "--parallel=0")):
+    result = subprocess.run([sys.executable, script, flag, f"--workdir={tmp_path}"],
+                            capture_output=True, text=True)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr and result.stderr.count("\n") == 1, result.stderr

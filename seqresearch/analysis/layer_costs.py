@@ -35,6 +35,7 @@ from seqresearch.models.recurrent import ElmanCell, GRUCell, LSTMCell, Recurrent
 Program = tuple[Callable[..., jax.Array], tuple[Any, ...]]
 
 _CELL_CLASSES = {"rnn": ElmanCell, "lstm": LSTMCell, "gru": GRUCell}
+CELLS = tuple(_CELL_CLASSES)  # the recurrent cells with an analytic FLOP formula here
 
 
 def num_gates(cell: str) -> int:

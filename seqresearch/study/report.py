@@ -1,0 +1,177 @@
+"""The study report: train what the experiments need, analyse each, write REPORT.md.
+
+    study = runner.Study("quick", "runs/study-quick", config=configs.study,
+                         experiments={name: module, ...}, parallel=2)
+    report.write_report(study)   # -> runs/study-quick/REPORT.md
+
+At a scale that only checks the pipeline (smoke), REPORT.md opens with a banner saying so and
+prints no verdicts: untrained models decide nothing.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import datetime
+import multiprocessing
+import os
+import platform
+import time
+import traceback
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+
+from seqresearch.study import stats
+from seqresearch.study import verdicts
+from seqresearch.study.runner import Study
+
+RESULTS_FILE = "results.json"
+REPORT_FILE = "REPORT.md"
+TITLE = "# Why attention beats RNNs/LSTMs — measured"
+SMOKE_BANNER = ("> **Pipeline check only.** This scale trains tiny models for tens of steps to "
+                "check that every run, analysis, figure and table is produced. Its numbers say "
+                "nothing about the models, so no verdict is stated; run `--scale=quick` or "
+                "larger for verdicts.")
+
+
+def run_experiment(study: Study, name: str) -> dict[str, Any]:
+  """Analyses one experiment (its sweeps must have run); writes results.json and figures."""
+  module = study.experiments[name]
+  out_dir = os.path.join(study.workdir, name)
+  os.makedirs(out_dir, exist_ok=True)
+  started = time.time()
+  results = stats.json_ready(module.run(study))
+  results["figures"] = [study.relpath(p) for p in module.figures(results, out_dir)]
+  results["verdict"] = module.verdict(results).to_json()
+  results["analysis_seconds"] = time.time() - started
+  stats.write_results(os.path.join(out_dir, RESULTS_FILE), results)
+  return results
+
+
+def _analyse(study: Study, name: str) -> dict[str, Any] | None:
+  """`run_experiment`, or None after writing the traceback to <experiment>/error.txt."""
+  print(f"Analysing {name}", flush=True)
+  try:
+    return run_experiment(study, name)
+  except Exception:  # pylint: disable=broad-except  (reported; the other experiments go on)
+    error = traceback.format_exc()
+    os.makedirs(os.path.join(study.workdir, name), exist_ok=True)
+    with open(os.path.join(study.workdir, name, "error.txt"), "w") as f:
+      f.write(error)
+    print(error, flush=True)
+    return None
+
+
+def environment() -> str:
+  """The machine and versions, in one line (named once, at the top of the report)."""
+  device = jax.devices()[0]
+  return (f"{device.platform} ({device.device_kind}, {jax.device_count()} device(s), "
+          f"{os.cpu_count()} CPU cores), python {platform.python_version()}, "
+          f"jax {jax.__version__}")
+
+
+def write_report(study: Study, names: Sequence[str] | None = None) -> tuple[str, list[str]]:
+  """Trains what the experiments need (reusing finished runs), analyses, writes REPORT.md.
+
+  An experiment whose analysis raises does not stop the others: its traceback goes to
+  `<experiment>/error.txt` and its section says so.
+
+  Args:
+    study: the scale, directory, config and experiments.
+    names: the experiments to run (default all of `study.experiments`), in report order.
+
+  Returns:
+    (path of REPORT.md, names of the experiments that failed).
+  """
+  started = time.time()
+  names = [n for n in study.experiments if names is None or n in names]
+  modules = {name: study.experiments[name] for name in names}
+  sweeps = [s for m in modules.values() for s in m.SWEEPS]
+  print(f"Training the runs of {len(set(sweeps))} sweeps ({study.scale} scale) in "
+        f"{study.workdir}/runs", flush=True)
+  study.train(sweeps)
+  train_seconds = time.time() - started
+  # Analyses that time things run alone, after the others; those run `parallel` at a time in
+  # fresh processes (each experiment is mostly single-threaded compilation).
+  timed = [name for name in names if getattr(modules[name], "TIMED", False)]
+  others = [name for name in names if name not in timed]
+  if study.parallel > 1 and len(others) > 1:
+    context = multiprocessing.get_context("spawn")  # never fork a process that holds JAX
+    with concurrent.futures.ProcessPoolExecutor(min(study.parallel, len(others)),
+                                                mp_context=context) as pool:
+      futures = {name: pool.submit(_analyse, study, name) for name in others}
+      outcomes = {name: future.result() for name, future in futures.items()}
+  else:
+    outcomes = {name: _analyse(study, name) for name in others}
+  outcomes.update({name: _analyse(study, name) for name in timed})
+  results = {name: outcomes[name] for name in names if outcomes[name] is not None}
+  failed = [name for name in names if outcomes[name] is None]
+  text = render(study, modules, results, train_seconds, time.time() - started)
+  path = os.path.join(study.workdir, REPORT_FILE)
+  with open(path + ".tmp", "w") as f:
+    f.write(text)
+  os.replace(path + ".tmp", path)
+  return path, failed
+
+
+def render(study: Study, modules: dict[str, Any], results: dict[str, dict[str, Any]],
+           train_seconds: float, total_seconds: float) -> str:
+  """REPORT.md from the experiments' results (no verdicts at a pipeline-check scale)."""
+  out = [TITLE, ""]
+  if study.smoke:
+    out += [SMOKE_BANNER, ""]
+  out += [
+      f"Scale `{study.scale}`, generated {datetime.datetime.now():%Y-%m-%d %H:%M} on "
+      f"{environment()}. Wall time {total_seconds:.0f} s (training {train_seconds:.0f} s; "
+      "finished runs are reused when the report is rerun).",
+      "",
+      f"Reproduce: `python scripts/report.py --scale={study.scale} "
+      f"--workdir={study.workdir}`. Every number below is read from the `results.json` "
+      "named next to it (paths relative to this file); training runs live in "
+      "`runs/<sweep>/<run>/` (config.json, metrics.jsonl, summary.json, checkpoints).",
+      "",
+  ]
+  missing = [name for name in modules if name not in results]
+  if missing:
+    out += ["**Analyses that failed** (traceback in `<experiment>/error.txt`): " +
+            ", ".join(missing), ""]
+  if not study.smoke:
+    contradictions = [(name, c) for name, r in results.items()
+                      for c in r["verdict"]["contradictions"]]
+    out += ["## Results that contradict the essay", ""]
+    out += ([f"- ({name}) {c}" for name, c in contradictions] if contradictions
+            else ["None at this scale."])
+    out.append("")
+  table1 = [m for name, m in modules.items() if name in results and hasattr(m, "table1")]
+  if table1:  # Table 1 counts FLOPs and depths: the experiment that defines table1()
+    name = next(n for n, m in modules.items() if m is table1[0])
+    out += ["## Table 1, measured", "", table1[0].table1(results[name], results), ""]
+  for i, (name, module) in enumerate(modules.items(), start=1):
+    out += [f"## {i}. {module.TITLE}", "", f"*Claim tested.* {module.CLAIM}", ""]
+    if name not in results:
+      out += [f"The analysis failed: see `{name}/error.txt`.", ""]
+      continue
+    out += _section(study, name, module, results[name])
+  return "\n".join(out)
+
+
+def _section(study: Study, name: str, module: Any, r: dict[str, Any]) -> list[str]:
+  source = f"{name}/{RESULTS_FILE}"
+  out = []
+  if r.get("runs"):
+    out += ["*Runs* ({}): ".format(len(r["runs"])) + ", ".join(f"`{p}`" for p in r["runs"]), ""]
+  if r.get("failed_runs"):
+    out += ["**Failed runs** (see their error.txt): " +
+            ", ".join(f"`{p}`" for p in r["failed_runs"]), ""]
+  out += [module.tables(r), "", f"Source of the tables: `{source}`.", ""]
+  out += [f"![{name} {j}]({fig})" for j, fig in enumerate(r["figures"], start=1)]
+  if study.smoke:
+    return out + ["", "*No verdict at this scale (pipeline check only).*", ""]
+  out += ["", f"**Verdict.** {r['verdict']['text']}", ""]
+  out.append(f"<details><summary>Where each number of the verdict comes from "
+             f"(`{source}`)</summary>\n")
+  out += [f"- {c['text']}: `{c['path']}`" +
+          (f" (run `{run}`)" if (run := verdicts.run_of(r, c["path"])) else "")
+          for c in r["verdict"]["cited"]]
+  return out + ["", "</details>", ""]

@@ -1,0 +1,140 @@
+"""One scale of the study in one directory: its settings, its runs and their training.
+
+    study = runner.Study("quick", "runs/study-quick", config=configs.study,
+                         experiments={"long_range": experiments.long_range, ...})
+
+Layout of a study workdir:
+
+  runs/<sweep>/<run>/          training runs (the sweep machinery: finished runs are reused)
+  <experiment>/results.json    every number an experiment reports, with the runs it came from
+  <experiment>/*.png           its figures
+  REPORT.md                    the sections, tables, the measured Table 1 and the verdicts
+
+The study's config module (configs/study.py) provides `SCALES`, `get_study(scale)`,
+`get_config(arg)` and `get_sweep(arg)`; the training runs are started with
+`--config=<its file>:sweep=NAME,scale=SCALE`. An experiment module provides:
+
+  TITLE, CLAIM: str               the question and what the essay claims
+  SWEEPS: tuple[str, ...]         its training runs: sweep names of the config module
+  run(study) -> dict              the analysis: JSON-ready results (sweeps already trained)
+  figures(results, out_dir)       -> [PNG paths]
+  tables(results) -> str          markdown
+  verdict(results) -> Verdict     a paragraph computed from the numbers in `results`
+  TIMED = True (optional)         it measures wall time: analysed alone, after the others
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import os
+from collections.abc import Mapping, Sequence
+from types import ModuleType
+from typing import Any
+
+from seqresearch import sweep
+from seqresearch import sweep_launch
+from seqresearch import workdir as workdir_lib
+from seqresearch.study import variants
+
+
+@dataclasses.dataclass
+class Study:
+  """One scale of the study in one directory.
+
+  Attributes:
+    scale: a key of `config.SCALES` (smoke, quick, ...).
+    workdir: the study directory.
+    config: the study's config module (configs/study.py).
+    experiments: {name: experiment module}, in report order.
+    parallel: training processes at a time.
+  """
+
+  scale: str
+  workdir: str
+  config: ModuleType
+  experiments: Mapping[str, ModuleType]
+  parallel: int = 1
+
+  def __post_init__(self) -> None:
+    if self.scale not in self.config.SCALES:
+      raise ValueError(f"--scale={self.scale!r}: must be one of {tuple(self.config.SCALES)}.")
+    self.settings = self.config.get_study(self.scale)  # the scale's grids and settings
+    self.experiments = dict(self.experiments)
+
+  # Modules do not pickle: analyses run in spawned processes re-import them by name.
+  def __getstate__(self) -> dict[str, Any]:
+    state = dict(self.__dict__)
+    state["config"] = self.config.__name__
+    state["experiments"] = {k: m.__name__ for k, m in self.experiments.items()}
+    return state
+
+  def __setstate__(self, state: dict[str, Any]) -> None:
+    state["config"] = importlib.import_module(state["config"])
+    state["experiments"] = {k: importlib.import_module(m)
+                            for k, m in state["experiments"].items()}
+    self.__dict__.update(state)
+
+  @property
+  def smoke(self) -> bool:
+    """Whether this scale only checks the pipeline (no verdicts; see configs/study.py)."""
+    return bool(self.settings.pipeline_check_only)
+
+  def sweep_dir(self, name: str) -> str:
+    return os.path.join(self.workdir, "runs", name)
+
+  def runs(self, name: str) -> list[sweep.Run]:
+    """The members of sweep `name` at this scale (not run; see `train`)."""
+    return sweep.expand(self.config.__file__, f"sweep={name},scale={self.scale}",
+                        self.sweep_dir(name))
+
+  def train(self, names: Sequence[str]) -> list[dict[str, Any]]:
+    """Runs the unfinished members of the sweeps `names` (all at once, `parallel` at a time).
+
+    Finished runs are skipped; a failed run is recorded in its error.txt and the others go
+    on. Writes each sweep's summary.{json,csv} (mean and 95% CI over seeds).
+
+    Raises:
+      ValueError: a finished run was trained with other settings than the config gives now
+        (`sweep.expand` refuses to reuse it, naming the fields).
+    """
+    by_name = {name: self.runs(name) for name in dict.fromkeys(names)}
+    todo = [run for runs in by_name.values() for run in runs if not run.finished]
+    # Longest first, so that `parallel` workers finish together.
+    todo.sort(key=_cost_rank, reverse=True)
+    results = sweep_launch.run_local(todo, self.parallel) if todo else []
+    for name, runs in by_name.items():
+      if any(run.finished for run in runs):
+        sweep.summarize(runs, self.sweep_dir(name))
+    return results
+
+  def variant(self, run: sweep.Run) -> str:
+    """The variant (`variants.variant`) whose fields the run has: the most specific one."""
+    model = run.config_arg.split(":", 1)[1].split(",")[0]
+    fields = dict(run.overrides)
+    candidates = [variants.variant(model)] + [v for v in variants.EXTRA.values()
+                                              if v.model == model]
+    matches = [(len(v.fields), v.name) for v in candidates
+               if all(fields.get(k) == value for k, value in v.fields.items())]
+    return max(matches)[1]
+
+  def relpath(self, path: str) -> str:
+    """`path` relative to the study directory (how REPORT.md names files)."""
+    return os.path.relpath(path, self.workdir)
+
+
+def _cost_rank(run: sweep.Run) -> tuple[bool, int]:
+  fields = dict(run.overrides)
+  length = fields.get("task.max_delay", fields.get("task.max_distance", 0))
+  model = run.config_arg.split(":", 1)[1].split(",")[0]
+  return not variants.variant(model).is_recurrent, int(length)
+
+
+def run_summary(run: sweep.Run) -> dict[str, Any]:
+  """The run's summary.json (its final evaluation per seed under 'eval_by_seed')."""
+  return workdir_lib.read_json(os.path.join(run.workdir, workdir_lib.SUMMARY_FILE))
+
+
+def failed_runs(study: Study, runs: Sequence[sweep.Run]) -> list[str]:
+  """Run directories (relative to the study) that did not finish."""
+  return [study.relpath(run.workdir) for run in runs if not run.finished]

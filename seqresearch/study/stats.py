@@ -1,0 +1,138 @@
+"""Numbers over seeds: summaries that count non-finite seeds, comparisons, strict JSON.
+
+A summary over seeds never drops a seed silently: a seed whose value is NaN or infinite (a
+diverged run, a fit with too few points) is counted in `num_nonfinite` and kept, as `null`, in
+`per_seed`; the mean and interval are over the finite seeds, and where they cannot be computed
+they are `null` with the reason beside them (`ci95_why`, `mean_why`). Strict JSON parsers reject
+bare NaN, so every results file goes through `json_ready` before it is written.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from seqresearch import workdir as workdir_lib
+from seqresearch.analysis import fits
+
+
+def _finite(value: Any) -> bool:
+  return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def seed_summary(values: Sequence[float]) -> dict[str, Any]:
+  """The mean over seeds with its 95% Student-t interval, the worst and best seed.
+
+  Args:
+    values: one number per seed (NaN or inf allowed: counted, never dropped).
+
+  Returns:
+    {'mean', 'ci95' (half-width), 'min', 'max', 'per_seed' (None where not finite),
+     'num_seeds', 'num_finite', 'num_nonfinite'}, plus 'mean_why' / 'ci95_why' where those
+     are None (no finite seed; one finite seed has no spread).
+  """
+  per_seed = [float(v) if _finite(v) else None for v in values]
+  finite = [v for v in per_seed if v is not None]
+  out: dict[str, Any] = {"per_seed": per_seed, "num_seeds": len(per_seed),
+                         "num_finite": len(finite), "num_nonfinite": len(per_seed) - len(finite)}
+  if not finite:
+    out.update(mean=None, ci95=None, min=None, max=None,
+               mean_why=f"no finite seed among {len(per_seed)}")
+    return out
+  mean, half = fits.mean_ci(finite)
+  out.update(mean=mean, ci95=half if len(finite) > 1 else None, min=min(finite),
+             max=max(finite))
+  if len(finite) == 1:
+    out["ci95_why"] = "one finite seed: no interval"
+  return out
+
+
+def mean_over_seeds(values_SxN: Sequence[Sequence[float]]) -> list[float | None]:
+  """Per position, the mean over seeds of the finite values (None where no seed is finite)."""
+  v_SxN = np.asarray([[v if _finite(v) else np.nan for v in row] for row in values_SxN],
+                     np.float64)
+  finite_SxN = np.isfinite(v_SxN)
+  count_N = finite_SxN.sum(axis=0)
+  total_N = np.where(finite_SxN, v_SxN, 0.0).sum(axis=0)
+  return [float(t / c) if c else None for t, c in zip(total_N, count_N)]
+
+
+def fmt(value: Any, spec: str = ".2f") -> str:
+  """A number as the report prints it: 'n/a' for None or a non-finite value."""
+  if not _finite(value):
+    return "n/a"
+  text = format(value, spec)
+  # "-0.00": a tiny negative number rounded to zero is printed as zero.
+  if text.startswith("-") and not any(c in "123456789" for c in text):
+    text = text[1:]
+  return text
+
+
+def pm(summary: dict[str, Any] | None, spec: str = ".2f") -> str:
+  """'0.31 ± 0.04' for a seed summary; '0.31 (1 seed)' without an interval; '–' for none.
+
+  Non-finite seeds are named: '0.31 ± 0.04 (1 of 5 seeds not finite)'.
+  """
+  if not summary:
+    return "–"
+  if summary["ci95"] is None:
+    text = f"{fmt(summary['mean'], spec)} ({summary['num_finite']} finite seed" + \
+        ("s)" if summary["num_finite"] != 1 else ")")
+  else:
+    text = f"{fmt(summary['mean'], spec)} ± {fmt(summary['ci95'], spec)}"
+  if summary["num_nonfinite"]:
+    text += f" ({summary['num_nonfinite']} of {summary['num_seeds']} seeds not finite)"
+  return text
+
+
+def compare(a: dict[str, Any], b: dict[str, Any]) -> str:
+  """'higher', 'lower', 'indistinguishable' or 'undecided': seed summary a against b.
+
+  The test: two 95% intervals that do not overlap. Without an interval on either side (one
+  seed) or without a finite mean the test cannot decide: 'undecided'.
+  """
+  if a["mean"] is None or b["mean"] is None or a["ci95"] is None or b["ci95"] is None:
+    return "undecided"
+  if a["mean"] - a["ci95"] > b["mean"] + b["ci95"]:
+    return "higher"
+  if a["mean"] + a["ci95"] < b["mean"] - b["ci95"]:
+    return "lower"
+  return "indistinguishable"
+
+
+def json_ready(tree: Any) -> Any:
+  """`tree` with every non-finite float replaced by None and the reason written beside it.
+
+  A dict value x that is NaN/inf becomes None with '<key>_why': 'not finite (nan)'; a list
+  holding such values keeps None in their places and gets '<key>_why' naming the indices.
+  """
+  if isinstance(tree, dict):
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+      value = value.item() if isinstance(value, np.generic) else value
+      if isinstance(value, float) and not math.isfinite(value):
+        out[key] = None
+        out.setdefault(f"{key}_why", f"not finite ({value})")
+      elif isinstance(value, (list, tuple)) and any(
+          isinstance(v, float) and not math.isfinite(v) for v in value):
+        bad = [i for i, v in enumerate(value) if isinstance(v, float) and not math.isfinite(v)]
+        out[key] = [json_ready(v) for v in value]
+        out.setdefault(f"{key}_why", f"entries {bad} not finite")
+      else:
+        out[key] = json_ready(value)
+    return out
+  if isinstance(tree, np.generic):
+    tree = tree.item()
+  if isinstance(tree, (list, tuple)):
+    return [json_ready(v) for v in tree]
+  if isinstance(tree, float) and not math.isfinite(tree):
+    return None
+  return tree
+
+
+def write_results(path: str, results: dict[str, Any]) -> None:
+  """Writes `results` atomically as strict JSON (no NaN: see `json_ready`)."""
+  workdir_lib.write_json(path, json_ready(results))
