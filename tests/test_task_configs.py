@@ -15,7 +15,7 @@ from seqresearch import models
 from seqresearch import sweep
 from seqresearch import train
 
-TASK_CONFIGS = ("mqar",)
+TASK_CONFIGS = ("mqar", "selective_copy")
 
 
 def _config(name: str, arg: str):
@@ -52,7 +52,16 @@ def test_mqar_options():
   assert build.validate_run(_config("mqar", "lstm,pairs=4,distance=70")).task.length == 78
 
 
+def test_selective_copy_options():
+  task = build.validate_run(_config("selective_copy", "rnn,context=128")).task
+  assert task.trained_distances == (8, 128)
+  task = build.validate_run(_config("selective_copy", "transformer,tiny,distance=40")).task
+  assert task.trained_distances == (40, 40) and task.context_len == 40
+
+
 @pytest.mark.parametrize("name,arg,message", [
+    ("selective_copy", "lstm,context=4", "task.context_len=4"),
+    ("selective_copy", "lstm,distance=100,context_len=64", "task.fixed_distance=100"),
     ("mqar", "lstm,num_pairs=0", "task.num_pairs=0"),
     ("mqar", "lstm,pairs=8,length=20", "task.length=20"),
     ("mqar", "lstm,distance=3", "task.fixed_distance=3"),

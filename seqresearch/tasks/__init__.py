@@ -13,15 +13,18 @@ import jax
 from seqresearch.tasks import agreement
 from seqresearch.tasks import copy
 from seqresearch.tasks import mqar
+from seqresearch.tasks import selective_copy
 from seqresearch.tasks.agreement import AgreementSettings
 from seqresearch.tasks.base import Batch
 from seqresearch.tasks.copy import CopySettings
 from seqresearch.tasks.copy import memoryless_baseline
 from seqresearch.tasks.mqar import MQARSettings
+from seqresearch.tasks.selective_copy import SelectiveCopySettings
 
-TaskSettings = CopySettings | AgreementSettings | MQARSettings
+TaskSettings = CopySettings | AgreementSettings | MQARSettings | SelectiveCopySettings
 
-SETTINGS = {"copy": CopySettings, "agreement": AgreementSettings, "mqar": MQARSettings}
+SETTINGS = {"copy": CopySettings, "agreement": AgreementSettings, "mqar": MQARSettings,
+            "selective_copy": SelectiveCopySettings}
 
 
 def make_batch(key: jax.Array, settings: TaskSettings, batch_size: int) -> Batch:
@@ -44,6 +47,7 @@ def make_batch(key: jax.Array, settings: TaskSettings, batch_size: int) -> Batch
 
 
 __all__ = [
-    "AgreementSettings", "Batch", "CopySettings", "MQARSettings", "SETTINGS", "TaskSettings",
-    "agreement", "copy", "make_batch", "memoryless_baseline", "mqar",
+    "AgreementSettings", "Batch", "CopySettings", "MQARSettings", "SETTINGS",
+    "SelectiveCopySettings", "TaskSettings", "agreement", "copy", "make_batch",
+    "memoryless_baseline", "mqar", "selective_copy",
 ]
