@@ -15,7 +15,7 @@ from seqresearch import models
 from seqresearch import sweep
 from seqresearch import train
 
-TASK_CONFIGS = ("mqar", "selective_copy")
+TASK_CONFIGS = ("mqar", "selective_copy", "induction")
 
 
 def _config(name: str, arg: str):
@@ -59,7 +59,15 @@ def test_selective_copy_options():
   assert task.trained_distances == (40, 40) and task.context_len == 40
 
 
+def test_induction_options():
+  task = build.validate_run(_config("induction", "gru,length=128")).task
+  assert task.trained_distances == (1, 126)
+  task = build.validate_run(_config("induction", "transformer,tiny,distance=40")).task
+  assert task.trained_distances == (40, 40) and task.length == 42
+
+
 @pytest.mark.parametrize("name,arg,message", [
+    ("induction", "lstm,length=2", "task.length=2"),
     ("selective_copy", "lstm,context=4", "task.context_len=4"),
     ("selective_copy", "lstm,distance=100,context_len=64", "task.fixed_distance=100"),
     ("mqar", "lstm,num_pairs=0", "task.num_pairs=0"),

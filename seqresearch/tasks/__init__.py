@@ -12,19 +12,22 @@ import jax
 
 from seqresearch.tasks import agreement
 from seqresearch.tasks import copy
+from seqresearch.tasks import induction
 from seqresearch.tasks import mqar
 from seqresearch.tasks import selective_copy
 from seqresearch.tasks.agreement import AgreementSettings
 from seqresearch.tasks.base import Batch
 from seqresearch.tasks.copy import CopySettings
 from seqresearch.tasks.copy import memoryless_baseline
+from seqresearch.tasks.induction import InductionSettings
 from seqresearch.tasks.mqar import MQARSettings
 from seqresearch.tasks.selective_copy import SelectiveCopySettings
 
-TaskSettings = CopySettings | AgreementSettings | MQARSettings | SelectiveCopySettings
+TaskSettings = (CopySettings | AgreementSettings | MQARSettings | SelectiveCopySettings
+                | InductionSettings)
 
 SETTINGS = {"copy": CopySettings, "agreement": AgreementSettings, "mqar": MQARSettings,
-            "selective_copy": SelectiveCopySettings}
+            "selective_copy": SelectiveCopySettings, "induction": InductionSettings}
 
 
 def make_batch(key: jax.Array, settings: TaskSettings, batch_size: int) -> Batch:
@@ -47,7 +50,7 @@ def make_batch(key: jax.Array, settings: TaskSettings, batch_size: int) -> Batch
 
 
 __all__ = [
-    "AgreementSettings", "Batch", "CopySettings", "MQARSettings", "SETTINGS",
-    "SelectiveCopySettings", "TaskSettings", "agreement", "copy", "make_batch",
-    "memoryless_baseline", "mqar", "selective_copy",
+    "AgreementSettings", "Batch", "CopySettings", "InductionSettings", "MQARSettings",
+    "SETTINGS", "SelectiveCopySettings", "TaskSettings", "agreement", "copy", "induction",
+    "make_batch", "memoryless_baseline", "mqar", "selective_copy",
 ]
