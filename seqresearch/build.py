@@ -1,5 +1,7 @@
 """The boundary from a ConfigDict to what the library runs: task settings, model, optimizer.
 
+  run = build_run(config)   # validate -> optimizer -> keys -> init -> replicate
+
 Everything here validates before anything is compiled: a bad config fails with a message that
 names the field, the value and what is allowed.
 """
@@ -9,11 +11,13 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import jax
 import optax
 from ml_collections import config_dict
 
 from seqresearch import host_memory
 from seqresearch import models
+from seqresearch import steps
 from seqresearch import tasks
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
@@ -24,8 +28,8 @@ SCHEDULES = ("constant", "cosine")
 class RunSettings:
   """The validated, frozen content of a run config."""
 
-  task: Any  # tasks.CopySettings | tasks.AgreementSettings
-  model: models.RecurrentSettings | models.TransformerSettings
+  task: Any  # an instance of a class in tasks.SETTINGS
+  model: Any  # an instance of a settings class of the model table (models.MODELS)
   vocab_size: int
   seq_len: int
 
@@ -73,7 +77,7 @@ def validate_run(config: config_dict.ConfigDict, num_devices: int = 1) -> RunSet
           f"e.g. {max(num_devices, config[name] // num_devices * num_devices)}.")
   _check_int(config, "num_train_steps", 0)
   _check_int(config, "keep_best_checkpoints", 0)
-  host_memory.check(config.get("host_allocator", "auto"))  # absent from older configs
+  host_memory.check(config.host_allocator)
   make_optimizer(config.optimizer, config.num_train_steps)  # Validates the optimizer group.
 
   task = task_settings(config.task)
@@ -128,3 +132,55 @@ def make_optimizer(opt: config_dict.ConfigDict, num_steps: int) -> optax.Gradien
   if opt.grad_clip_norm == 0:
     return base
   return optax.chain(optax.clip_by_global_norm(opt.grad_clip_norm), base)
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+  """What every program that trains or restores a run starts from (see `build_run`).
+
+  Attributes:
+    settings: the validated, frozen config.
+    tx: the optimizer.
+    seeds: the K seed ids `seed .. seed + num_seeds - 1`.
+    keys: {'init', 'data', 'eval'}: key arrays [K], seed i's derived from `seed + i` alone.
+    mesh: the 1-D data-parallel mesh of all devices.
+    graphdef: the model's nnx graph definition (shared by the seeds).
+    constants: the model's non-parameter variables (shared by the seeds, never trained).
+    state: the initial TrainState, leaves [K, ...], replicated over `mesh`.
+  """
+
+  settings: RunSettings
+  tx: optax.GradientTransformation
+  seeds: tuple[int, ...]
+  keys: dict[str, jax.Array]
+  mesh: jax.sharding.Mesh
+  graphdef: Any
+  constants: Any
+  state: steps.TrainState
+
+  @property
+  def num_params(self) -> int:
+    """Parameters of one seed's model."""
+    return sum(x.size for x in jax.tree.leaves(self.state.params)) // len(self.seeds)
+
+
+def build_run(config: config_dict.ConfigDict, num_seeds: int | None = None) -> Run:
+  """Validates `config` and builds its initial run: the one setup sequence.
+
+  Args:
+    config: a run config (see configs/).
+    num_seeds: override of `config.num_seeds` (the benchmark's scaling runs); None: the config's.
+
+  Raises:
+    ValueError: a bad config field (before anything is compiled).
+  """
+  settings = validate_run(config, num_devices=jax.device_count())
+  num_seeds = config.num_seeds if num_seeds is None else num_seeds
+  tx = make_optimizer(config.optimizer, config.num_train_steps)
+  keys = steps.seed_keys(config.seed, num_seeds)
+  mesh = steps.data_mesh()
+  graphdef, constants, state = steps.init_state(settings.model, settings.vocab_size, tx,
+                                                keys["init"])
+  return Run(settings=settings, tx=tx, seeds=tuple(config.seed + k for k in range(num_seeds)),
+             keys=keys, mesh=mesh, graphdef=graphdef, constants=constants,
+             state=steps.replicate(state, mesh))

@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import optax
 from flax import nnx
+from flax import struct
 from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
 
 from seqresearch import evaluation
@@ -38,23 +39,49 @@ def seed_keys(seed: int, num_seeds: int) -> dict[str, jax.Array]:
   return {"init": keys[:, 0], "data": keys[:, 1], "eval": keys[:, 2]}
 
 
+@struct.dataclass
+class MetricSums:
+  """Running sums of the train metrics since the last log line (checkpointed: exact resume)."""
+
+  loss: jax.Array  # float32 sum of the per-step mean losses
+  accuracy: jax.Array  # float32 sum of the per-step accuracies
+  grad_norm: jax.Array  # float32 sum of the per-step global gradient norms
+  steps: jax.Array  # int32 number of steps summed
+
+  @classmethod
+  def zeros(cls) -> MetricSums:
+    return cls(loss=jnp.zeros(()), accuracy=jnp.zeros(()), grad_norm=jnp.zeros(()),
+               steps=jnp.zeros((), jnp.int32))
+
+
+@struct.dataclass
+class TrainState:
+  """Everything a run checkpoints. In a run every leaf has a leading seed axis [K, ...].
+
+  Attributes:
+    step: int32, optimizer updates applied.
+    params: the model's nnx.Param state.
+    opt_state: the optax state of `params`.
+    sums: running train-metric sums since the last log line.
+    first_nonfinite_step: int32, the first step whose loss or gradient norm was NaN/Inf, or -1.
+  """
+
+  step: jax.Array
+  params: Any
+  opt_state: Any
+  sums: MetricSums
+  first_nonfinite_step: jax.Array
+
+
 def _single_state(model: nnx.Module, tx: optax.GradientTransformation):
   graphdef, params, constants = nnx.split(model, nnx.Param, ...)
-  state = {
-      "step": jnp.zeros((), jnp.int32),
-      "params": params,
-      "opt_state": tx.init(params),
-      # Running sums of train metrics since the last log line (checkpointed: exact resume).
-      "sums": {"loss": jnp.zeros(()), "accuracy": jnp.zeros(()), "grad_norm": jnp.zeros(()),
-               "steps": jnp.zeros((), jnp.int32)},
-      # First step whose loss or gradient norm was NaN/Inf, or -1.
-      "first_nonfinite_step": jnp.full((), -1, jnp.int32),
-  }
+  state = TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
+                     sums=MetricSums.zeros(), first_nonfinite_step=jnp.full((), -1, jnp.int32))
   return graphdef, constants, state
 
 
 def init_state(model_settings: Any, vocab_size: int, tx: optax.GradientTransformation,
-               init_keys: jax.Array) -> tuple[Any, Any, dict[str, Any]]:
+               init_keys: jax.Array) -> tuple[Any, Any, TrainState]:
   """Builds K models and stacks them: (graphdef, constants, state with leading axis K).
 
   `constants` are the model's non-parameter variables (shared by the seeds, never trained).
@@ -81,23 +108,22 @@ def make_train_step(graphdef: Any, constants: Any, tx: optax.GradientTransformat
     loss, correct, scored = evaluation.loss_and_correct(logits_BxTxV, batch)
     return loss, correct.sum() / jnp.maximum(scored, 1.0)
 
-  def one_seed(state, data_key):
-    step = state["step"]
+  def one_seed(state: TrainState, data_key: jax.Array) -> TrainState:
+    step = state.step
     batch = tasks.make_batch(jax.random.fold_in(data_key, step), task, batch_size)
     batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
-    (loss, accuracy), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"], batch)
-    updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+    (loss, accuracy), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
     grad_norm = optax.tree.norm(grads)
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
-    sums, bad = state["sums"], state["first_nonfinite_step"]
-    return {
-        "step": step + 1,
-        "params": optax.apply_updates(state["params"], updates),
-        "opt_state": opt_state,
-        "sums": {"loss": sums["loss"] + loss, "accuracy": sums["accuracy"] + accuracy,
-                 "grad_norm": sums["grad_norm"] + grad_norm, "steps": sums["steps"] + 1},
-        "first_nonfinite_step": jnp.where((bad < 0) & ~finite, step + 1, bad),
-    }
+    sums, bad = state.sums, state.first_nonfinite_step
+    return TrainState(
+        step=step + 1,
+        params=optax.apply_updates(state.params, updates),
+        opt_state=opt_state,
+        sums=MetricSums(loss=sums.loss + loss, accuracy=sums.accuracy + accuracy,
+                        grad_norm=sums.grad_norm + grad_norm, steps=sums.steps + 1),
+        first_nonfinite_step=jnp.where((bad < 0) & ~finite, step + 1, bad))
 
   return jax.jit(jax.vmap(one_seed), donate_argnums=0)
 
@@ -129,7 +155,7 @@ def make_evaluator(graphdef: Any, constants: Any, task: Any, batch_size: int,
   return evaluate
 
 
-def reset_sums(state: dict[str, Any]) -> dict[str, Any]:
+def reset_sums(state: TrainState) -> TrainState:
   """Zeroes the running train-metric sums, keeping their sharding (else the step retraces)."""
-  return {**state, "sums": jax.tree.map(
-      lambda x: jax.device_put(jnp.zeros_like(x), x.sharding), state["sums"])}
+  return state.replace(sums=jax.tree.map(
+      lambda x: jax.device_put(jnp.zeros_like(x), x.sharding), state.sums))

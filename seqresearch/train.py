@@ -39,14 +39,14 @@ class NonFiniteLossError(RuntimeError):
   """The training loss became NaN or Inf."""
 
 
-def _check_finite(state: dict[str, Any], checkpoints: checkpointing.Checkpoints,
+def _check_finite(state: steps.TrainState, checkpoints: checkpointing.Checkpoints,
                   eval_losses: tuple[float, ...] = ()) -> None:
   """Raises if any seed's train loss or gradient norm was ever NaN/Inf, or an eval loss is."""
-  first_bad_K = np.asarray(state["first_nonfinite_step"])
+  first_bad_K = np.asarray(state.first_nonfinite_step)
   bad, what = (int(first_bad_K[first_bad_K >= 0].min()), "training loss or gradient norm") \
       if (first_bad_K >= 0).any() else (-1, "")
   if bad < 0 and not np.isfinite(eval_losses).all():
-    bad, what = int(np.asarray(state["step"]).max()), "evaluation loss"
+    bad, what = int(np.asarray(state.step).max()), "evaluation loss"
   if bad >= 0:
     checkpoints.wait()
     last = checkpoints.latest_step()
@@ -121,20 +121,13 @@ def train_and_evaluate(config: config_dict.ConfigDict, workdir: str,
   """
   started = time.time()
   # Everything that can be wrong with the config fails here, before anything is compiled.
-  run = build.validate_run(config, num_devices=jax.device_count())
-  # .get: configs saved before the field existed restore with the default.
-  host_memory.configure(config.get("host_allocator", "auto"), jax.default_backend())
+  build.validate_run(config, num_devices=jax.device_count())
   if distributed.is_leader():
     workdir_lib.prepare(config, workdir, restart)
   distributed.barrier("workdir prepared")
 
-  mesh = steps.data_mesh()
-  seeds = [config.seed + k for k in range(config.num_seeds)]
-  keys = steps.seed_keys(config.seed, config.num_seeds)
-  tx = build.make_optimizer(config.optimizer, config.num_train_steps)
-  graphdef, constants, state = steps.init_state(run.model, run.vocab_size, tx, keys["init"])
-  state = steps.replicate(state, mesh)
-  num_params = sum(x.size for x in jax.tree.leaves(state["params"])) // len(seeds)
+  run = build.build_run(config)
+  state, keys, mesh, seeds = run.state, run.keys, run.mesh, list(run.seeds)
 
   checkpoints = checkpointing.Checkpoints(
       os.path.join(workdir, "checkpoints"), keep=config.keep_checkpoints,
@@ -147,8 +140,10 @@ def train_and_evaluate(config: config_dict.ConfigDict, workdir: str,
                                       enabled=distributed.is_leader())
   start = start or 0
 
-  train_step = steps.make_train_step(graphdef, constants, tx, run.task, config.batch_size, mesh)
-  evaluate = steps.make_evaluator(graphdef, constants, run.task, config.eval_batch_size,
+  task = run.settings.task
+  train_step = steps.make_train_step(run.graphdef, run.constants, run.tx, task,
+                                     config.batch_size, mesh)
+  evaluate = steps.make_evaluator(run.graphdef, run.constants, task, config.eval_batch_size,
                                   config.num_eval_batches, mesh)
 
   def write_all(step: int, split: str, per_seed: list[dict[str, Any]]) -> None:
@@ -157,7 +152,7 @@ def train_and_evaluate(config: config_dict.ConfigDict, workdir: str,
 
   last_eval = None
   if start == 0:
-    last_eval = evaluate(state["params"], keys["eval"])
+    last_eval = evaluate(state.params, keys["eval"])
     write_all(0, "eval", last_eval)
 
   total = config.num_train_steps
@@ -173,11 +168,11 @@ def train_and_evaluate(config: config_dict.ConfigDict, workdir: str,
         is_last = step == total
         if step % config.log_every_steps == 0 or is_last:
           _check_finite(state, checkpoints)
-          sums = jax.device_get(state["sums"])
+          sums = jax.device_get(state.sums)
           now = time.time()
           rate = (step - tick_step) / max(now - tick_time, 1e-9)
           tick_time, tick_step = now, step
-          lines = [{name: float(sums[name][k]) / max(int(sums["steps"][k]), 1)
+          lines = [{name: float(getattr(sums, name)[k]) / max(int(sums.steps[k]), 1)
                     for name in ("loss", "accuracy", "grad_norm")} | {"steps_per_sec": rate}
                    for k in range(len(seeds))]
           write_all(step, "train", lines)
@@ -185,7 +180,7 @@ def train_and_evaluate(config: config_dict.ConfigDict, workdir: str,
           state = steps.reset_sums(state)
         eval_metrics = None
         if step % config.eval_every_steps == 0 or is_last:
-          last_eval = eval_metrics = evaluate(state["params"], keys["eval"])
+          last_eval = eval_metrics = evaluate(state.params, keys["eval"])
           _check_finite(state, checkpoints, tuple(m["loss"] for m in eval_metrics))
           write_all(step, "eval", eval_metrics)
           bar.report(step, mean_metrics(eval_metrics), split="eval")
@@ -206,19 +201,19 @@ def train_and_evaluate(config: config_dict.ConfigDict, workdir: str,
     writer.close()
 
   if last_eval is None:  # Resumed at the final step: its eval lines are already in the file.
-    final = int(np.asarray(state["step"]).max())
+    final = int(np.asarray(state.step).max())
     lines = [m for m in metric_writer.read_metrics(workdir)
              if m["split"] == "eval" and m["step"] == final]
     last_eval = [{k: v for k, v in m.items() if k not in ("step", "split", "seed")}
                  for m in lines]
   summary = {
-      "final_step": int(np.asarray(state["step"]).max()),
+      "final_step": int(np.asarray(state.step).max()),
       "num_train_steps": total,
       "preempted": preempted,
       "seeds": seeds,
       "eval": mean_metrics(last_eval),
       "eval_by_seed": {str(seed): m for seed, m in zip(seeds, last_eval)},
-      "num_params": int(num_params),
+      "num_params": run.num_params,
       "wall_time_sec": time.time() - started,
       **_environment(),
   }
@@ -246,7 +241,7 @@ def format_summary(summary: dict[str, Any]) -> str:
 
 
 def load_run(workdir: str, step: int | None = None,
-             seed_index: int = 0) -> tuple[config_dict.ConfigDict, nnx.Module, dict[str, Any]]:
+             seed_index: int = 0) -> tuple[config_dict.ConfigDict, nnx.Module, steps.TrainState]:
   """Rebuilds a run from its workdir: (config, model of one seed, restored state of all seeds).
 
   Args:
@@ -255,10 +250,7 @@ def load_run(workdir: str, step: int | None = None,
     seed_index: which of the run's `num_seeds` models to return (the state holds all).
   """
   config = workdir_lib.load_config(workdir)
-  run = build.validate_run(config)
-  tx = build.make_optimizer(config.optimizer, config.num_train_steps)
-  keys = steps.seed_keys(config.seed, config.num_seeds)
-  graphdef, constants, target = steps.init_state(run.model, run.vocab_size, tx, keys["init"])
+  run = build.build_run(config)
   checkpoints = checkpointing.Checkpoints(
       os.path.join(workdir, "checkpoints"), keep=config.keep_checkpoints,
       keep_best=config.keep_best_checkpoints)
@@ -266,8 +258,8 @@ def load_run(workdir: str, step: int | None = None,
     step = checkpoints.latest_step() if step is None else step
     if step is None:
       raise FileNotFoundError(f"no checkpoint in {checkpoints.directory}")
-    state = checkpoints.restore(step, steps.replicate(target, steps.data_mesh()))
+    state = checkpoints.restore(step, run.state)
   finally:
     checkpoints.close()
-  params = jax.tree.map(lambda x: x[seed_index], state["params"])
-  return config, nnx.merge(graphdef, params, constants), state
+  params = jax.tree.map(lambda x: x[seed_index], state.params)
+  return config, nnx.merge(run.graphdef, params, run.constants), state

@@ -10,12 +10,14 @@ this module is the absl entry point, importable so that sweeps start runs with
 
 import sys
 
+import jax
 from absl import app
 from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
 from seqresearch import distributed
+from seqresearch import host_memory
 from seqresearch import train
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -37,6 +39,9 @@ def main(argv: list[str]) -> int:
     logging.set_verbosity(logging.WARNING)
   distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   try:
+    # Process-wide, so set by the entry point (a notebook calling train_and_evaluate keeps its
+    # own allocator): 'auto' keeps freed host memory on the CPU backend.
+    host_memory.configure(_CONFIG.value.host_allocator, jax.default_backend())
     summary = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value, restart=_RESTART.value)
   except (ValueError, train.NonFiniteLossError) as e:
     print(f"error: {e}", file=sys.stderr)

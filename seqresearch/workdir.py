@@ -284,4 +284,7 @@ class WallClock:
 
 
 def load_config(workdir: str) -> config_dict.ConfigDict:
-  return config_dict.ConfigDict(read_json(os.path.join(workdir, CONFIG_FILE)))
+  """The run's config.json; run-level fields added after the run was made get their defaults."""
+  saved = read_json(os.path.join(workdir, CONFIG_FILE))
+  defaults = json.loads(configlib.base_config().to_json_best_effort())
+  return config_dict.ConfigDict({**{k: v for k, v in defaults.items() if k not in saved}, **saved})

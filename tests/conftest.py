@@ -1,4 +1,7 @@
-"""Shared test helpers: loading config files the way `--config=path:arg` does."""
+"""Shared fixtures: config files loaded the way `--config=path:arg` does, the train command.
+
+Tests import nothing from here: they ask for the fixtures by name.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +12,9 @@ import sys
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIG_FILES = ("configs/copy.py", "configs/agreement.py")
-MODEL_NAMES = ("rnn", "lstm", "gru", "transformer")
 
 
-def load_config(path: str, arg: str | None = None):
+def _load_config(path: str, arg: str | None = None):
   """Equivalent of `--config=path:arg` (ml_collections config_flags), locked."""
   spec = importlib.util.spec_from_file_location("_config_under_test", os.path.join(ROOT, path))
   module = importlib.util.module_from_spec(spec)
@@ -24,17 +25,25 @@ def load_config(path: str, arg: str | None = None):
 
 
 @pytest.fixture
+def load_config():
+  """`load_config(path, arg)`: the locked config that `--config=path:arg` gives."""
+  return _load_config
+
+
+@pytest.fixture
 def tiny_config():
   """Makes configs for tests; by default the seconds-long copy/LSTM one."""
 
   def make(path: str = "configs/copy.py", arg: str = "lstm,tiny"):
     """Any config (`tiny` in `arg` for the seconds-long variant), progress bar off."""
-    config = load_config(path, arg)
+    config = _load_config(path, arg)
     config.progress_bar = False
     return config
 
   return make
 
 
-def run_script(args: list[str]) -> list[str]:
-  return [sys.executable, os.path.join(ROOT, "scripts", "train.py"), *args]
+@pytest.fixture
+def train_command():
+  """`train_command(args)`: the argv that runs scripts/train.py with `args` in a subprocess."""
+  return lambda args: [sys.executable, os.path.join(ROOT, "scripts", "train.py"), *args]

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from ml_collections import config_dict
 
-from conftest import CONFIG_FILES, MODEL_NAMES, load_config
 from seqresearch import build
 from seqresearch import configlib
+from seqresearch import models
 
-ARGS = [f"{m}{extra}" for m in MODEL_NAMES for extra in ("", ",tiny")]
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Every task config file (configs/study.py is the study's, tested with the report).
+CONFIG_FILES = sorted(f"configs/{f}" for f in os.listdir(os.path.join(ROOT, "configs"))
+                      if f.endswith(".py") and f not in ("__init__.py", "study.py"))
+ARGS = [f"{m}{extra}" for m in models.MODEL_NAMES for extra in ("", ",tiny")]
 
 
 @pytest.mark.parametrize("path", CONFIG_FILES)
 @pytest.mark.parametrize("arg", ARGS)
-def test_every_config_and_argument_validates(path, arg):
+def test_every_config_and_argument_validates(path, arg, load_config):
   config = load_config(path, arg)
   run = build.validate_run(config)
   assert config.model.name == arg.split(",")[0]
@@ -29,7 +35,7 @@ def test_every_config_and_argument_validates(path, arg):
   walk(config)
 
 
-def test_argument_shortcuts_and_dotted_overrides():
+def test_argument_shortcuts_and_dotted_overrides(load_config):
   config = load_config("configs/copy.py", "transformer,delay=200,model.num_layers=3")
   assert config.model.name == "transformer"
   assert config.task.min_delay == config.task.max_delay == 200
@@ -44,12 +50,12 @@ def test_argument_shortcuts_and_dotted_overrides():
     ("lstm,model.hidden_size=abc", "must be a int"),
     ("lstm,nonsense.x=1", "no group 'nonsense'"),
 ])
-def test_bad_config_arguments(arg, message):
+def test_bad_config_arguments(arg, message, load_config):
   with pytest.raises(ValueError, match=message):
     load_config("configs/copy.py", arg)
 
 
-def test_locked_config_rejects_unknown_field():
+def test_locked_config_rejects_unknown_field(load_config):
   config = load_config("configs/copy.py", "lstm")
   with pytest.raises(AttributeError):
     config.task.dealy = 3
@@ -79,7 +85,8 @@ BAD = [
 
 
 @pytest.mark.parametrize("path,arg,field,value,words", BAD, ids=[b[2] for b in BAD])
-def test_bad_config_fails_before_compiling_with_a_clear_message(path, arg, field, value, words):
+def test_bad_config_fails_before_compiling_with_a_clear_message(path, arg, field, value, words,
+                                                                 load_config):
   config = load_config(path, arg)
   config.unlock()
   node = config
@@ -93,10 +100,53 @@ def test_bad_config_fails_before_compiling_with_a_clear_message(path, arg, field
     assert word in str(err.value), (word, str(err.value))
 
 
-def test_workdir_is_not_created_for_a_bad_config(tmp_path):
+def test_workdir_is_not_created_for_a_bad_config(tmp_path, load_config):
   from seqresearch import train
   config = load_config("configs/copy.py", "lstm,tiny")
   config.task.min_delay = 0
   with pytest.raises(ValueError, match="task.min_delay"):
     train.train_and_evaluate(config, str(tmp_path / "run"))
   assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("path,arg,fields", [
+    # `tiny` used to overwrite the distance options given beside it (issue 14.1).
+    ("configs/copy.py", "transformer,tiny,delay=600", {"min_delay": 600, "max_delay": 600}),
+    ("configs/copy.py", "delay=600,lstm,tiny", {"min_delay": 600, "max_delay": 600}),
+    ("configs/copy.py", "gru,tiny,max_delay=9", {"min_delay": 3, "max_delay": 9}),
+    ("configs/agreement.py", "lstm,tiny,distance=12", {"min_distance": 12, "max_distance": 12}),
+    ("configs/agreement.py", "tiny,rnn,mode=natural", {"mode": "natural"}),
+])
+def test_options_given_with_tiny_are_applied(path, arg, fields, load_config):
+  config = load_config(path, arg)
+  assert config.num_train_steps == 6  # tiny applied ...
+  for field, value in fields.items():  # ... and every option given beside it too
+    assert config.task[field] == value, field
+
+
+def test_delay_zero_with_tiny_is_refused_not_dropped(load_config):
+  config = load_config("configs/copy.py", "lstm,tiny,delay=0")
+  with pytest.raises(ValueError, match=r"task.min_delay=0"):
+    build.validate_run(config)
+
+
+@pytest.mark.parametrize("arg,words", [
+    ("lstmm", ["'lstmm'", "not a model name", "'lstm'"]),
+    ("lstm,gru", ["two models"]),
+    ("lstm,delay=abc", ["delay='abc'", "int"]),
+])
+def test_config_argument_errors_name_what_is_wrong(arg, words, load_config):
+  with pytest.raises(ValueError) as err:
+    load_config("configs/copy.py", arg)
+  for word in words:
+    assert word in str(err.value)
+
+
+def test_every_model_of_the_table_has_a_config_group_from_its_settings(load_config):
+  for name in models.MODEL_NAMES:
+    config = load_config("configs/copy.py", name)
+    assert config.model.name == name
+    settings = models.model_settings(name, **{k: v for k, v in config.model.items()
+                                              if k != "name"})
+    assert models.name_of(settings) == name
+    assert models.entry(name).label and models.entry(name).color

@@ -16,7 +16,6 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import ROOT
 from seqresearch import build
 from seqresearch import metric_writer
 from seqresearch import train
@@ -24,29 +23,28 @@ from seqresearch import train
 EIGHT_DEVICES = textwrap.dedent("""
     import json, sys
     import jax, numpy as np
-    sys.path.insert(0, "tests")
-    from conftest import load_config
+    from configs import copy
     from seqresearch import build, steps, train
     assert jax.device_count() == 8, jax.devices()
-    config = load_config("configs/copy.py", "lstm,tiny")
+    config = copy.get_config("lstm,tiny")
     config.progress_bar = False
     config.num_seeds = 2
     train.train_and_evaluate(config, sys.argv[1])
     # Restore the 1-device run's checkpoint onto 8 devices.
     _, _, state = train.load_run(sys.argv[2])
-    leaf = jax.tree.leaves(state["params"])[0]
+    leaf = jax.tree.leaves(state.params)[0]
     np.save(sys.argv[3], np.asarray(leaf))
     # The batch is really split: the compiled step sums gradients across devices.
-    run = build.validate_run(config, num_devices=8)
-    tx = build.make_optimizer(config.optimizer, config.num_train_steps)
-    keys = steps.seed_keys(0, 2)
-    graphdef, constants, st = steps.init_state(run.model, run.vocab_size, tx, keys["init"])
-    mesh = steps.data_mesh()
-    step = steps.make_train_step(graphdef, constants, tx, run.task, config.batch_size, mesh)
-    hlo = step.lower(steps.replicate(st, mesh), keys["data"]).compile().as_text()
+    run = build.build_run(config)
+    step = steps.make_train_step(run.graphdef, run.constants, run.tx, run.settings.task,
+                                 config.batch_size, run.mesh)
+    hlo = step.lower(run.state, run.keys["data"]).compile().as_text()
     print(json.dumps({"sharding": str(leaf.sharding), "devices": len(leaf.sharding.device_set),
                       "all_reduce": "all-reduce" in hlo}))
 """)
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _run_on_8_devices(*args: str) -> dict:
@@ -71,7 +69,7 @@ def test_eight_devices_equal_one_and_checkpoints_cross_device_counts(tmp_path, t
   assert info["all_reduce"]
   _, _, state_one = train.load_run(str(one))
   np.testing.assert_array_equal(np.load(tmp_path / "leaf.npy"),
-                                np.asarray(jax.tree.leaves(state_one["params"])[0]))
+                                np.asarray(jax.tree.leaves(state_one.params)[0]))
 
   # Data parallel over 8 devices equals 1 device to float tolerance, metric by metric.
   lines_one = metric_writer.read_metrics(str(one))
@@ -84,7 +82,7 @@ def test_eight_devices_equal_one_and_checkpoints_cross_device_counts(tmp_path, t
 
   # 8 -> 1: the 8-device checkpoint restored here, on 1 device, equals the 1-device run.
   _, _, state_eight = train.load_run(str(eight))
-  for x, y in zip(jax.tree.leaves(state_eight["params"]), jax.tree.leaves(state_one["params"])):
+  for x, y in zip(jax.tree.leaves(state_eight.params), jax.tree.leaves(state_one.params)):
     np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-4, atol=1e-6)
 
 

@@ -6,13 +6,13 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 
 import jax
 import numpy as np
 import pytest
 
-from conftest import run_script
 from seqresearch import build
 from seqresearch import metric_writer
 from seqresearch import steps
@@ -86,7 +86,7 @@ def test_run_saved_before_a_presentation_field_existed_still_loads_and_resumes(
   del saved["host_allocator"]
   json.dump(saved, open(tmp_path / "config.json", "w"))
   loaded, model, _ = train.load_run(str(tmp_path))
-  assert "host_allocator" not in loaded and model is not None
+  assert loaded.host_allocator == "auto" and model is not None  # the default, filled in
   summary = train.train_and_evaluate(config, str(tmp_path))  # finished: nothing to redo
   assert summary["final_step"] == 6
 
@@ -121,7 +121,7 @@ def test_train_step_is_traced_once(tiny_config):
     state = step(state, keys["data"])
     if i % 2:
       state = steps.reset_sums(state)
-  np.testing.assert_array_equal(state["step"], [6, 6])
+  np.testing.assert_array_equal(state.step, [6, 6])
   assert step._cache_size() == 1
 
 
@@ -144,7 +144,7 @@ def test_seeds_vmapped_in_one_program_equal_each_seed_alone(tmp_path, tiny_confi
                                alone["eval"]["loss"], rtol=1e-5)
     _, _, state_k = train.load_run(str(tmp_path / "k3"))
     _, _, state_1 = train.load_run(str(tmp_path / f"s{seed}"))
-    for x, y in zip(jax.tree.leaves(state_k["params"]), jax.tree.leaves(state_1["params"])):
+    for x, y in zip(jax.tree.leaves(state_k.params), jax.tree.leaves(state_1.params)):
       np.testing.assert_allclose(np.asarray(x)[k], np.asarray(y)[0], rtol=1e-4, atol=1e-6)
   # The summary's `eval` is the mean over seeds.
   np.testing.assert_allclose(
@@ -172,6 +172,9 @@ def test_nan_stops_with_step_and_last_good_checkpoint(tmp_path, tiny_config):
     assert "no checkpoint was saved" in str(err.value)
 
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
 def _start(workdir, *extra):
   """Starts a 600-step run in a subprocess; its output goes to `<workdir>.log`.
 
@@ -182,7 +185,8 @@ def _start(workdir, *extra):
           "--config.checkpoint_every_steps=25", "--config.log_every_steps=1",
           "--config.eval_every_steps=100", *extra]
   log = open(f"{workdir}.log", "w")
-  return subprocess.Popen(run_script(args), cwd=os.path.dirname(os.path.dirname(__file__)),
+  command = [sys.executable, os.path.join(ROOT, "scripts", "train.py"), *args]
+  return subprocess.Popen(command, cwd=ROOT,
                           stdout=log, stderr=subprocess.STDOUT, text=True)
 
 
