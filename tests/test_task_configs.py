@@ -15,7 +15,7 @@ from seqresearch import models
 from seqresearch import sweep
 from seqresearch import train
 
-TASK_CONFIGS = ("mqar", "selective_copy", "induction")
+TASK_CONFIGS = ("mqar", "selective_copy", "induction", "long_copy")
 
 
 def _config(name: str, arg: str):
@@ -66,7 +66,13 @@ def test_induction_options():
   assert task.trained_distances == (40, 40) and task.length == 42
 
 
+def test_long_copy_options():
+  task = build.validate_run(_config("long_copy", "lstm,length=40")).task
+  assert task.trained_distances == (40, 40) and task.seq_len == 80
+
+
 @pytest.mark.parametrize("name,arg,message", [
+    ("long_copy", "lstm,min_length=0", "task.min_length=0"),
     ("induction", "lstm,length=2", "task.length=2"),
     ("selective_copy", "lstm,context=4", "task.context_len=4"),
     ("selective_copy", "lstm,distance=100,context_len=64", "task.fixed_distance=100"),

@@ -13,6 +13,7 @@ import jax
 from seqresearch.tasks import agreement
 from seqresearch.tasks import copy
 from seqresearch.tasks import induction
+from seqresearch.tasks import long_copy
 from seqresearch.tasks import mqar
 from seqresearch.tasks import selective_copy
 from seqresearch.tasks.agreement import AgreementSettings
@@ -20,14 +21,16 @@ from seqresearch.tasks.base import Batch
 from seqresearch.tasks.copy import CopySettings
 from seqresearch.tasks.copy import memoryless_baseline
 from seqresearch.tasks.induction import InductionSettings
+from seqresearch.tasks.long_copy import LongCopySettings
 from seqresearch.tasks.mqar import MQARSettings
 from seqresearch.tasks.selective_copy import SelectiveCopySettings
 
 TaskSettings = (CopySettings | AgreementSettings | MQARSettings | SelectiveCopySettings
-                | InductionSettings)
+                | InductionSettings | LongCopySettings)
 
 SETTINGS = {"copy": CopySettings, "agreement": AgreementSettings, "mqar": MQARSettings,
-            "selective_copy": SelectiveCopySettings, "induction": InductionSettings}
+            "selective_copy": SelectiveCopySettings, "induction": InductionSettings,
+            "long_copy": LongCopySettings}
 
 
 def make_batch(key: jax.Array, settings: TaskSettings, batch_size: int) -> Batch:
@@ -50,7 +53,7 @@ def make_batch(key: jax.Array, settings: TaskSettings, batch_size: int) -> Batch
 
 
 __all__ = [
-    "AgreementSettings", "Batch", "CopySettings", "InductionSettings", "MQARSettings",
-    "SETTINGS", "SelectiveCopySettings", "TaskSettings", "agreement", "copy", "induction",
-    "make_batch", "memoryless_baseline", "mqar", "selective_copy",
+    "AgreementSettings", "Batch", "CopySettings", "InductionSettings", "LongCopySettings",
+    "MQARSettings", "SETTINGS", "SelectiveCopySettings", "TaskSettings", "agreement", "copy",
+    "induction", "long_copy", "make_batch", "memoryless_baseline", "mqar", "selective_copy",
 ]
