@@ -1,21 +1,26 @@
 """Benchmarks the models against Flax, jax.nn and PyTorch: python scripts/bench.py [--quick]
 
 Prints a table and writes the JSON (see README "Benchmark"). --quick: n=64 only, no variants,
-a short runner run (a few minutes on a 2-core CPU). The logic lives in `seqresearch.benchmark`.
+a short runner run (a few minutes on a 2-core CPU). The logic lives in `seqresearch.bench`.
 """
+
+import os
+import sys
 
 from absl import app
 from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
-from seqresearch import benchmark
-from seqresearch import host_memory
-from seqresearch import scaling
+sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from seqresearch import bench  # pylint: disable=g-import-not-at-top,wrong-import-position
+from seqresearch import host_memory  # pylint: disable=g-import-not-at-top,wrong-import-position
+from seqresearch import models  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 _QUICK = flags.DEFINE_bool("quick", False, "Sizes and repetitions for a few-minute run.")
 _OUT = flags.DEFINE_string("out", None, "JSON path; default benchmarks/<backend>[-quick].json.")
-_MODELS = flags.DEFINE_list("models", list(benchmark.MODELS), "Models to time.")
+_MODELS = flags.DEFINE_list("models", list(models.MODEL_NAMES), "Models to time.")
 _LENGTHS = flags.DEFINE_list("lengths", None, "Sequence lengths n (default 64,256,1024).")
 _BATCH = flags.DEFINE_integer("batch_size", 64, "Batch size B.")
 _WIDTH = flags.DEFINE_integer("width", 256, "Hidden size / d_model.")
@@ -31,33 +36,37 @@ _RUNNER = config_flags.DEFINE_config_file(
     "runner_config", "configs/copy.py:lstm", "Config of the runner-overhead run.")
 
 
+def _ints(flag: flags.FlagHolder) -> tuple[int, ...]:
+  try:
+    return tuple(int(n) for n in flag.value)
+  except ValueError:
+    raise ValueError(f"--{flag.name}={','.join(flag.value)}: must be integers, e.g. "
+                     f"--{flag.name}=1,2") from None
+
+
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   if not flags.FLAGS["verbosity"].present:  # the runner run's orbax logs every save at INFO
     logging.set_verbosity(logging.WARNING)
-  fields = dict(benchmark.QUICK) if _QUICK.value else {}
+  fields = dict(bench.QUICK) if _QUICK.value else {}
   fields.update(models=tuple(_MODELS.value), batch_size=_BATCH.value, width=_WIDTH.value,
-                repetitions=_REPS.value, torch=_TORCH.value,
-                host_allocator=_ALLOCATOR.value)
-  if _LENGTHS.value:
-    fields["lengths"] = tuple(int(n) for n in _LENGTHS.value)
-  if _RUNNER_STEPS.value is not None:
-    fields["runner_steps"] = _RUNNER_STEPS.value
-  settings = benchmark.BenchSettings(**fields)
-  results = benchmark.run_benchmark(settings, _RUNNER.value, log=lambda m: print(f"... {m}"))
-  if _SEEDS.value:  # Issue "sweeps": the runner's step, K seeds in one program.
-    results["seeds_vmapped_vs_sequential"] = scaling.seeds_vmapped_vs_sequential(
-        _RUNNER.value, _SEEDS.value, repetitions=_REPS.value)
-  if _DEVICES.value:
-    results["steps_per_sec_by_devices"] = scaling.steps_per_sec_by_devices(
-        _RUNNER.value, tuple(int(n) for n in _DEVICES.value), repetitions=_REPS.value)
-  out = _OUT.value or benchmark.default_output_path(quick=_QUICK.value)
-  benchmark.write_json(results, out)
-  print(benchmark.format_table(results))
-  for key in ("seeds_vmapped_vs_sequential", "steps_per_sec_by_devices"):
-    if key in results:
-      print(f"{key}: {results[key]}")
+                repetitions=_REPS.value, torch=_TORCH.value, host_allocator=_ALLOCATOR.value,
+                seeds=_SEEDS.value)
+  try:
+    fields["device_counts"] = _ints(_DEVICES)
+    if _LENGTHS.value:
+      fields["lengths"] = _ints(_LENGTHS)
+    if _RUNNER_STEPS.value is not None:
+      fields["runner_steps"] = _RUNNER_STEPS.value
+    settings = bench.BenchSettings(**fields)
+  except ValueError as e:  # a user's mistake: one line, exit status 2, nothing compiled
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+  results = bench.run_benchmark(settings, _RUNNER.value, log=lambda m: print(f"... {m}"))
+  out = _OUT.value or bench.default_output_path(quick=_QUICK.value)
+  bench.write_json(results, out)
+  print(bench.format_table(results))
   print(f"wrote {out}")
 
 
