@@ -15,7 +15,7 @@ from seqresearch import models
 from seqresearch import sweep
 from seqresearch import train
 
-TASK_CONFIGS = ("mqar", "selective_copy", "induction", "long_copy")
+TASK_CONFIGS = ("mqar", "selective_copy", "induction", "long_copy", "adding")
 
 
 def _config(name: str, arg: str):
@@ -71,7 +71,13 @@ def test_long_copy_options():
   assert task.trained_distances == (40, 40) and task.seq_len == 80
 
 
+def test_adding_options():
+  task = build.validate_run(_config("adding", "gru,distance=70")).task
+  assert task.trained_distances == (70, 70) and task.length == 71
+
+
 @pytest.mark.parametrize("name,arg,message", [
+    ("adding", "lstm,distance=10", "task.fixed_distance=10"),
     ("long_copy", "lstm,min_length=0", "task.min_length=0"),
     ("induction", "lstm,length=2", "task.length=2"),
     ("selective_copy", "lstm,context=4", "task.context_len=4"),

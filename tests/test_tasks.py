@@ -60,7 +60,8 @@ COPY_CASES = ALL_SETTINGS[:2]
 
 def test_settings_table_and_dispatch():
   assert set(tasks.SETTINGS) == {
-      "copy", "agreement", "mqar", "selective_copy", "induction", "long_copy"}
+      "copy", "agreement", "mqar", "selective_copy", "induction", "long_copy",
+      "adding"}
   with pytest.raises(TypeError, match="unknown task settings"):
     tasks.make_batch(jax.random.key(0), object(), 4)
 

@@ -3,19 +3,23 @@
 `SETTINGS` maps a task name (`config.task.name`) to its frozen settings class: the one table of
 tasks. A settings class is the task's whole interface: besides its fields it has `vocab_size`,
 `seq_len`, `max_distance`, `trained_distances`, `chance_accuracy`, `at_distance(d)`,
-`eval_constants()` and `make_batch(key, batch_size)`; nothing dispatches on its type.
+`eval_constants()` and `make_batch(key, batch_size)`; nothing dispatches on its type. A
+regression task (adding) says so in its batches (`Batch.regression_targets`), and
+`evaluation` scores it from the model's output channel 0.
 """
 
 from __future__ import annotations
 
 import jax
 
+from seqresearch.tasks import adding
 from seqresearch.tasks import agreement
 from seqresearch.tasks import copy
 from seqresearch.tasks import induction
 from seqresearch.tasks import long_copy
 from seqresearch.tasks import mqar
 from seqresearch.tasks import selective_copy
+from seqresearch.tasks.adding import AddingSettings
 from seqresearch.tasks.agreement import AgreementSettings
 from seqresearch.tasks.base import Batch
 from seqresearch.tasks.copy import CopySettings
@@ -26,11 +30,11 @@ from seqresearch.tasks.mqar import MQARSettings
 from seqresearch.tasks.selective_copy import SelectiveCopySettings
 
 TaskSettings = (CopySettings | AgreementSettings | MQARSettings | SelectiveCopySettings
-                | InductionSettings | LongCopySettings)
+                | InductionSettings | LongCopySettings | AddingSettings)
 
 SETTINGS = {"copy": CopySettings, "agreement": AgreementSettings, "mqar": MQARSettings,
             "selective_copy": SelectiveCopySettings, "induction": InductionSettings,
-            "long_copy": LongCopySettings}
+            "long_copy": LongCopySettings, "adding": AddingSettings}
 
 
 def make_batch(key: jax.Array, settings: TaskSettings, batch_size: int) -> Batch:
@@ -53,7 +57,8 @@ def make_batch(key: jax.Array, settings: TaskSettings, batch_size: int) -> Batch
 
 
 __all__ = [
-    "AgreementSettings", "Batch", "CopySettings", "InductionSettings", "LongCopySettings",
-    "MQARSettings", "SETTINGS", "SelectiveCopySettings", "TaskSettings", "agreement", "copy",
-    "induction", "long_copy", "make_batch", "memoryless_baseline", "mqar", "selective_copy",
+    "AddingSettings", "AgreementSettings", "Batch", "CopySettings", "InductionSettings",
+    "LongCopySettings", "MQARSettings", "SETTINGS", "SelectiveCopySettings", "TaskSettings",
+    "adding", "agreement", "copy", "induction", "long_copy", "make_batch",
+    "memoryless_baseline", "mqar", "selective_copy",
 ]

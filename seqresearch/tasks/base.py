@@ -25,6 +25,10 @@ class Batch:
     distance: [B, T] int32, at each scored position how many steps back lies the input token
       the target depends on; 0 where not scored.
     attractors: [B] int32 number of attractor nouns per example (agreement), or None.
+    regression_targets: [B, T] float32 real-valued targets (the adding problem), or None for
+      a classification task. When set, the task is a regression: the model's output channel
+      0 (logits[..., 0]) is its prediction, the loss is the squared error, a scored position
+      is correct when |error| < REGRESSION_TOLERANCE, and `targets` is all 0.
   """
 
   inputs: jax.Array
@@ -33,6 +37,13 @@ class Batch:
   loss_weights: jax.Array
   distance: jax.Array
   attractors: jax.Array | None = None
+  regression_targets: jax.Array | None = None
+
+
+# A regression output counts as correct within this absolute error: the criterion of
+# Hochreiter & Schmidhuber (1997, Experiment 4, the adding problem), where a sequence is
+# processed correctly when the error at its end is below 0.04.
+REGRESSION_TOLERANCE = 0.04
 
 
 def check_int(name: str, value: object, low: int, allowed: str) -> None:
