@@ -1,0 +1,56 @@
+"""Golden first-step metrics: the loss and gradient norm of step 1 of every model, seed 0.
+
+These numbers pin down initialisation, the data stream and the loss together. When one moves:
+if you changed any of them on purpose (a new init, a new generator, a new loss), rerun this
+file with `GOLDEN_PRINT=1 pytest -s tests/test_golden.py`, check the new values make sense
+(the loss of the order of ln V at initialisation) and paste them below, saying why in the commit message;
+if you did not mean to change them, your change altered what every run computes: find out why.
+A model new to the table fails here until its golden values are added.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from seqresearch import build
+from seqresearch import models
+from seqresearch import steps
+
+# configs/copy.py:MODEL,tiny at seed 0: (loss, grad_norm) of step 1, float32 on XLA:CPU.
+GOLDEN = {
+    "rnn": (2.6529424, 1.2254643),
+    "lstm": (2.4231298, 0.76513010),
+    "gru": (2.3528869, 0.86152494),
+    "transformer": (3.5750446, 3.4013159),
+}
+# One step on another CPU's instruction set may round differently in the last bits.
+RTOL = 1e-4
+
+
+def _first_step(config) -> tuple[float, float]:
+  run = build.build_run(config)
+  step = steps.make_train_step(run.graphdef, run.constants, run.tx, run.settings.task,
+                               config.batch_size, run.mesh)
+  sums = jax.device_get(step(run.state, run.keys["data"]).sums)
+  return float(sums.loss[0]), float(sums.grad_norm[0])
+
+
+@pytest.mark.parametrize("name", models.MODEL_NAMES)
+def test_first_step_loss_and_grad_norm_are_golden(name, tiny_config):
+  config = tiny_config("configs/copy.py", f"{name},tiny")
+  loss, grad_norm = _first_step(config)
+  if os.environ.get("GOLDEN_PRINT"):
+    print(f'    "{name}": ({loss:.8g}, {grad_norm:.8g}),')
+  assert name in GOLDEN, (f"model {name!r} has no golden first-step metrics: run "
+                          f"GOLDEN_PRINT=1 pytest -s {__file__} and add ({loss:.8g}, "
+                          f"{grad_norm:.8g}) to GOLDEN after checking them.")
+  # At initialisation the loss is of the order of ln V (V = 10 for the tiny copy task).
+  assert 0.5 * math.log(config.task.num_symbols + 2) < loss < 2 * math.log(
+      config.task.num_symbols + 2)
+  np.testing.assert_allclose((loss, grad_norm), GOLDEN[name], rtol=RTOL, err_msg=(
+      f"{name}: step-1 metrics moved; see this file's docstring for what to do."))
