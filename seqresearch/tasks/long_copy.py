@@ -1,4 +1,4 @@
-"""Copying long strings (Jelassi et al. 2024, "Repeat After Me", §3; sjelassi/transformers_ssm_copy).
+"""Copying long strings (Jelassi et al. 2024, "Repeat After Me"; sjelassi/transformers_ssm_copy).
 
 A random string s of length L, a separator, then the model writes s again, one symbol per
 step, reading its own previous output (teacher forcing, as in the paper's next-token training):

@@ -17,8 +17,9 @@ The query positions are K distinct positions drawn uniformly from the query regi
 uniformly random order (Zoology biases them towards the end with a power law; we do not, so
 all distances are represented). The distance of a query is the number of steps back to the
 value it must recall: q_i - (2i + 1), between 1 and length - 2. With `fixed_distance = d`
-(0, the default, is off), query i sits at 2i + 1 + d instead, so every query is exactly d steps from its value (the
-queries then come in pair order; this is an evaluation probe more than a training setting).
+(0, the default, is off), query i sits at 2i + 1 + d instead, so every query is exactly d
+steps from its value (the queries then come in pair order, and copying the token d steps
+back solves it: an evaluation probe, not a training setting).
 
 Only the query positions are scored and carry loss, as in Zoology (labels -100 elsewhere).
 

@@ -14,9 +14,10 @@ symbols keep their order, and only the M outputs are scored and carry loss.
 
 Token ids: 0 = NOISE (also the target of unscored positions), 1..A = symbols, A+1 = MARKER
 (vocab_size = A + 2). The j-th output, at position C + j - 1, depends on the symbol at p_j:
-its distance is C + j - 1 - p_j, between M and C (p_j >= j - 1 and p_j <= C - M + j - 1). With `fixed_distance = d`
-(0, the default, is off) the symbols instead fill the block C - d .. C - d + M - 1, so every
-output is exactly d steps from its symbol: the plain copy task, used as an evaluation probe.
+its distance is C + j - 1 - p_j, between M and C (as j - 1 <= p_j <= C - M + j - 1). With
+`fixed_distance = d` (0, the default, is off) the symbols instead fill the block
+C - d .. C - d + M - 1, so every output is exactly d steps from its symbol: the plain copy
+task, used as an evaluation probe.
 
 Legend: B batch, T time (sequence length C + M), M copy length, C context length.
 """
