@@ -16,7 +16,7 @@ Which models: every model of `seqresearch.models.MODELS` ('all'), or at the smok
 first model of each family ('one_per_family'), plus the explicit variants of a table model
 named per experiment (`seqresearch.study.variants.EXTRA`: lstm_chrono, transformer_learned,
 ...). A model added to the table takes part with nothing edited here: its sizes are those of
-its family below (or its table `tiny` sizes for a family not listed).
+its family below, or of "other" for a family not listed (at the smoke scale: its table `tiny`).
 
 Scales:
   smoke  tiny models and tens of steps: checks the pipeline only (a banner, no verdicts).
@@ -44,14 +44,17 @@ SCALES = {
             "num_seeds": 1,
             "batch_size": 16,  # training examples per step
             "eval_batch_size": 32,  # examples per evaluation batch
-            "num_eval_batches": 1,  # evaluation batches (end of training only)
+            # Evaluation batches (end of training only). Other scales put >= 500 examples
+            # behind every reported cell; the smoke scale checks the pipeline only.
+            "num_eval_batches": 1,
             # Training steps by task, for recurrent models and for the others (attention ...).
             # Recurrent models take more, cheaper steps; agreement scores one position per
             # example (copy: ten), so it needs more of them.
             "recurrent_steps": {"copy": 20, "agreement": 20},
             "parallel_steps": {"copy": 20, "agreement": 20},
             "warmup_steps": 5,  # learning-rate warmup of models whose table entry warms up
-            # Model sizes by family (fields a model does not declare are skipped).
+            # Model sizes by family (fields a model does not declare are skipped); a family
+            # not listed takes "other", or without it the model's table `tiny` sizes.
             "sizes": {
                 "recurrent": {"embed_dim": 8, "hidden_size": 16},
                 "attention": {"d_model": 16, "num_heads": 2, "mlp_dim": 32, "num_layers": 2},
@@ -100,14 +103,19 @@ SCALES = {
         "train": {
             "num_seeds": 3,
             "batch_size": 32,
-            "eval_batch_size": 128,
-            "num_eval_batches": 2,
+            # >= 500 examples behind every reported cell: 5632 examples over agreement's 11
+            # distances (10 .. 20) is 512 per distance; copy runs have one distance each.
+            "eval_batch_size": 256,
+            "num_eval_batches": 22,
             "recurrent_steps": {"copy": 600, "agreement": 1500},
             "parallel_steps": {"copy": 400, "agreement": 300},
             "warmup_steps": 30,
             "sizes": {
                 "recurrent": {"embed_dim": 32, "hidden_size": 64},
                 "attention": {"d_model": 64, "num_heads": 4, "mlp_dim": 128, "num_layers": 2},
+                # Any other family (a model added to the table): the fields it declares.
+                "other": {"embed_dim": 32, "hidden_size": 64, "d_model": 64, "num_heads": 4,
+                          "mlp_dim": 128, "num_layers": 2},
             },
         },
         "long_range": {
@@ -125,7 +133,7 @@ SCALES = {
             "models": "none",
             "extra_variants": ("transformer_learned", "transformer_nope"),
             "eval_distances": (20, 40, 80),
-            "num_eval_batches": 2,
+            "num_eval_batches": 2,  # of eval_batch_size: 512 examples per distance
         },
         "gradient_path": {"num_examples": 32},
         "attention_maps": {"num_examples": 32, "agreement_points": 3},
@@ -152,13 +160,15 @@ SCALES = {
             "num_seeds": 3,
             "batch_size": 64,
             "eval_batch_size": 256,
-            "num_eval_batches": 4,
+            "num_eval_batches": 100,  # 25600 examples: 502 per agreement distance (10 .. 60)
             "recurrent_steps": {"copy": 5000, "agreement": 5000},
             "parallel_steps": {"copy": 2000, "agreement": 2000},
             "warmup_steps": 100,
             "sizes": {
                 "recurrent": {"embed_dim": 64, "hidden_size": 128},
                 "attention": {"d_model": 128, "num_heads": 4, "mlp_dim": 512, "num_layers": 2},
+                "other": {"embed_dim": 64, "hidden_size": 128, "d_model": 128, "num_heads": 4,
+                          "mlp_dim": 512, "num_layers": 2},
             },
         },
         "long_range": {
@@ -177,7 +187,7 @@ SCALES = {
             "models": "all",
             "extra_variants": ("transformer_learned", "transformer_nope"),
             "eval_distances": (20, 50, 75, 100, 150, 200),
-            "num_eval_batches": 4,
+            "num_eval_batches": 4,  # of eval_batch_size: 1024 examples per distance
         },
         "gradient_path": {"num_examples": 128},
         "attention_maps": {"num_examples": 64, "agreement_points": 11},
@@ -263,7 +273,7 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
   config.log_every_steps = max(1, min(50, config.num_train_steps // 4))
   if entry.warmup_steps:
     config.optimizer.warmup_steps = train["warmup_steps"]
-  sizes = train["sizes"].get(entry.family, entry.tiny)
+  sizes = train["sizes"].get(entry.family, train["sizes"].get("other", entry.tiny))
   for field, value in sizes.items():
     if field in config.model:
       config.model[field] = value

@@ -85,9 +85,23 @@ def model_program(name: str, n: int, d: int):
   return fn, (params, x)
 
 
+def regime_exponents(xs: list[int], ys: list[float], boundary: float) -> dict[str, Any]:
+  """Power-law exponents fitted separately below and above `boundary` (each end included).
+
+  Attention's 8·n·d² + 4·n²·d changes regime where its two terms are equal (n = 2d): one fit
+  across the change reports neither exponent. A regime with fewer than two points is None.
+  """
+  out: dict[str, Any] = {"boundary": boundary}
+  for name, keep in (("below", lambda x: x <= boundary), ("above", lambda x: x >= boundary)):
+    pts = [(x, y) for x, y in zip(xs, ys) if keep(x)]
+    out[name] = fits.fit_power_law(*zip(*pts))[0] if len({x for x, _ in pts}) > 1 else None
+  return out
+
+
 def _curve(layer: str, points: list[tuple[int, int]], xs: list[int],
-           program=None) -> dict[str, Any]:
-  """FLOPs of `layer` at each (n, d) of `points`; power-law and local exponents against xs.
+           program=None, boundary: float | None = None) -> dict[str, Any]:
+  """FLOPs of `layer` at each (n, d) of `points`; power-law and local exponents against xs,
+  and (with `boundary`) the exponents of each regime (`regime_exponents`).
 
   `program(n, d)` builds the program (default: the layer's); then no analytic count."""
   total, matmul, analytic = [], [], []
@@ -103,7 +117,8 @@ def _curve(layer: str, points: list[tuple[int, int]], xs: list[int],
           "matmul_equals_analytic": matmul == analytic,
           "exponent": fits.fit_power_law(xs, matmul)[0],
           "total_exponent": fits.fit_power_law(xs, total)[0],
-          "local_exponents": local}
+          "local_exponents": local,
+          "regimes": regime_exponents(xs, matmul, boundary) if boundary else None}
 
 
 def _depths(layer: str, lengths: list[int], d: int, program=None) -> dict[str, Any]:
@@ -123,8 +138,11 @@ def _flat(program):
 def run(study: runner.Study) -> dict[str, Any]:
   s = study.settings.complexity
   lengths, widths = list(s.lengths), list(s.widths)
-  by_n = {layer: _curve(layer, [(n, s.width) for n in lengths], lengths) for layer in LAYERS}
-  by_d = {layer: _curve(layer, [(s.length, d) for d in widths], widths) for layer in LAYERS}
+  # Attention's two terms 8nd² and 4n²d are equal at n = 2d: the regimes of the fits.
+  by_n = {layer: _curve(layer, [(n, s.width) for n in lengths], lengths,
+                        boundary=2 * s.width) for layer in LAYERS}
+  by_d = {layer: _curve(layer, [(s.length, d) for d in widths], widths,
+                        boundary=s.length / 2) for layer in LAYERS}
   crossover = {}
   for cell in CELLS:
     rows = {"widths": list(s.crossover_widths), "analytic": [], "matmul": [], "total": []}
@@ -243,7 +261,9 @@ def table1(results: dict[str, Any], everything: dict[str, dict[str, Any]]) -> st
   def measured(layer: str) -> list[str]:
     bn, bd, dp = results["by_n"][layer], results["by_d"][layer], results["depths"][layer]
     ns = results["depth_lengths"]
-    return [f"FLOPs ∝ n^{stats.fmt(bn['local_exponents'][-1])}·d^{stats.fmt(bd['exponent'])}",
+    rn, rd = bn["regimes"], bd["regimes"]
+    return [f"n ≫ d: FLOPs ∝ n^{stats.fmt(rn['above'])}·d^{stats.fmt(rd['below'])}; "
+            f"n ≪ d: n^{stats.fmt(rn['below'])}·d^{stats.fmt(rd['above'])}",
             f"{dp['sequential'][0]} .. {dp['sequential'][-1]} for n = {ns[0]} .. {ns[-1]} "
             f"(∝ n^{stats.fmt(dp['sequential_exponent'])})",
             f"{dp['dataflow'][0]} .. {dp['dataflow'][-1]} ops "
@@ -260,10 +280,12 @@ def table1(results: dict[str, Any], everything: dict[str, dict[str, Any]]) -> st
              "Sequential operations (Vaswani)", "measured (scan steps)",
              "Maximum path length (Vaswani)", "measured (longest dependency chain)"]
   text = [markdown.table(headers, rows), "",
-          f"Measured exponents: of n at the largest n (n/d = {results['n_over_d']:.0f}, the "
-          f"local exponent between the last two lengths), of d fitted over d = "
-          f"{results['widths'][0]} .. {results['widths'][-1]} at n = {results['length']}. "
-          "Source: `complexity/results.json`."]
+          f"Measured exponents, fitted in each regime of the attention formula "
+          f"8·n·d² + 4·n²·d (its terms are equal at n = 2d): of n over n = "
+          f"{results['lengths'][0]} .. {results['lengths'][-1]} at d = {results['width']}, split "
+          f"at n = {2 * results['width']}; of d over d = {results['widths'][0]} .. "
+          f"{results['widths'][-1]} at n = {results['length']}, split at d = "
+          f"{results['length'] // 2}. Source: `complexity/results.json`."]
   if parallelism:
     times = ", ".join(f"{variants.variant(n).label} n^{stats.fmt(r['exponents']['train_ms'])}"
                       for n, r in parallelism["models"].items())
@@ -296,21 +318,26 @@ def verdict(results: dict[str, Any]) -> verdicts.Verdict:
     v.say("The counts differ from the analytic formulas for " + ", ".join(mismatched) + ".")
   else:
     v.say("Every count equals the analytic matmul formula exactly.")
-  lstm = results["crossover"]["lstm"]
-  i = len(lstm["widths"]) - 1
-  v.say(f"An attention layer costs more FLOPs than an LSTM layer from n* = "
-        f"{v.number(f'crossover.lstm.matmul.{i}', 'd')} at d = "
-        f"{v.number(f'crossover.lstm.widths.{i}', 'd')} (analytic (G−2)·d = "
-        f"{v.number(f'crossover.lstm.analytic.{i}', '.0f')}; counting all FLOPs, "
-        f"{v.number(f'crossover.lstm.total.{i}', 'd')}), and n* grows as d^"
-        f"{v.number('crossover.lstm.matmul_exponent')}: attention is the cheaper layer only "
-        f"for n below about {v.number(f'crossover.lstm.matmul_over_d.{i}', '.1f')}·d.")
+  # The cell with the most gates (the LSTM's G = 4) is the costliest recurrence per step.
+  cell = max(CELLS, key=layer_costs.num_gates)
+  c = f"crossover.{cell}"
+  i = len(results["crossover"][cell]["widths"]) - 1
+  v.say(f"An attention layer costs more FLOPs than the {NAMES[cell]} layer from n* = "
+        f"{v.number(f'{c}.matmul.{i}', 'd')} at d = {v.number(f'{c}.widths.{i}', 'd')} "
+        f"(analytic (G−2)·d = {v.number(f'{c}.analytic.{i}', '.0f')}; counting all FLOPs, "
+        f"{v.number(f'{c}.total.{i}', 'd')}), and n* grows as d^"
+        f"{v.number(f'{c}.matmul_exponent')}: attention is the cheaper layer only for n below "
+        f"about {v.number(f'{c}.matmul_over_d.{i}', '.1f')}·d.")
   seq = results["depths"]
-  v.say(f"Sequential depth grows as n^{v.number('depths.lstm.sequential_exponent')} for the "
-        f"LSTM and n^{v.number('depths.attention.sequential_exponent')} for attention, and the "
-        f"longest dependency chain (maximum path length) as "
-        f"n^{v.number('depths.lstm.dataflow_exponent')} against "
-        f"n^{v.number('depths.attention.dataflow_exponent')}.")
-  if seq["attention"]["dataflow_exponent"] > 0.1 or seq["lstm"]["dataflow_exponent"] < 0.9:
-    v.contradicts("The measured path lengths do not follow Table 1's O(n) vs O(1).")
+  v.say("Sequential depth grows as n^a with a = " +
+        ", ".join(f"{v.number(f'depths.{x}.sequential_exponent')} ({NAMES[x]})"
+                  for x in (*CELLS, "attention")) +
+        ", and the longest dependency chain as n^a with a = " +
+        ", ".join(f"{v.number(f'depths.{x}.dataflow_exponent')} ({NAMES[x]})"
+                  for x in (*CELLS, "attention")) + " (O(n): a >= 0.9; O(1): a <= 0.1).")
+  off = [x for x in CELLS if seq[x]["dataflow_exponent"] < 0.9]
+  off += ["attention"] if seq["attention"]["dataflow_exponent"] > 0.1 else []
+  if off:
+    v.contradicts("The measured dependency chains of " + ", ".join(NAMES[x] for x in off) +
+                  " do not follow Table 1's O(n) (recurrent) vs O(1) (self-attention).")
   return v

@@ -43,8 +43,10 @@ def run(study: runner.Study) -> dict[str, Any]:
                                           num_batches=settings.num_eval_batches)
     found[study.variant(member)] = {
         "by_distance": {str(d): {
-            "accuracy": stats.seed_summary([m["accuracy"] for m in evals[d]]),
-            "sequence_accuracy": stats.seed_summary([m["sequence_accuracy"] for m in evals[d]]),
+            "accuracy": stats.seed_summary([m["accuracy"] for m in evals[d]],
+                                           examples=evals[d][0]["examples"]),
+            "sequence_accuracy": stats.seed_summary([m["sequence_accuracy"] for m in evals[d]],
+                                                    examples=evals[d][0]["examples"]),
             "examples": evals[d][0]["examples"],
         } for d in reachable},
         "skipped": skipped,

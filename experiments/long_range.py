@@ -41,6 +41,12 @@ def _chance(run) -> float:
   return build.task_settings(workdir_lib.load_config(run.workdir).task).chance_accuracy
 
 
+def _eval_examples(run) -> int:
+  """Examples of the run's final evaluation, per seed."""
+  config = workdir_lib.load_config(run.workdir)
+  return int(config.eval_batch_size * config.num_eval_batches)
+
+
 def _copy(study: runner.Study) -> dict[str, Any]:
   runs = study.runs("long_range_copy")
   found: dict[str, dict[str, Any]] = {}
@@ -53,8 +59,11 @@ def _copy(study: runner.Study) -> dict[str, Any]:
     baseline = evals[0]["memoryless_baseline_loss"]
     for d in evals[0]["accuracy_by_distance"]:  # one distance per fixed-delay run
       found.setdefault(study.variant(run), {})[d] = {
-          "accuracy": stats.seed_summary([m["accuracy_by_distance"][d] for m in evals]),
-          "sequence_accuracy": stats.seed_summary([m["sequence_accuracy"] for m in evals]),
+          # One distance per run: every evaluation example sits in this cell.
+          "accuracy": stats.seed_summary([m["accuracy_by_distance"][d] for m in evals],
+                                         examples=_eval_examples(run)),
+          "sequence_accuracy": stats.seed_summary([m["sequence_accuracy"] for m in evals],
+                                                  examples=_eval_examples(run)),
           "loss": stats.seed_summary([m["loss"] for m in evals]),
           "baseline_loss": baseline,
           "loss_over_baseline": stats.seed_summary([m["loss"] / baseline for m in evals]),
@@ -79,8 +88,14 @@ def _agreement(study: runner.Study) -> dict[str, Any]:
       return {k: stats.seed_summary([m[metric][k] for m in evals if k in m[metric]])
               for k in sorted(evals[0][metric], key=int)}
 
+    examples = _eval_examples(run)
+    cells = len(evals[0]["accuracy_by_distance"])
     found[study.variant(run)] = {
-        "accuracy": stats.seed_summary([m["accuracy"] for m in evals]),
+        "accuracy": stats.seed_summary([m["accuracy"] for m in evals], examples=examples),
+        # Examples per seed, and per distance cell if the distances are drawn uniformly (the
+        # per-cell counts are not in summary.json): cells below 500 are marked in the table.
+        "eval_examples": examples,
+        "expected_examples_per_distance": examples / cells,
         "seeds_solved": sum(m["accuracy"] >= SOLVED for m in evals),
         "num_seeds": len(evals),
         "by_distance": by("accuracy_by_distance"),

@@ -20,7 +20,8 @@ import pytest
 
 import experiments
 from configs import study as study_config
-from seqresearch.study import report, runner, stats, verdicts
+from seqresearch import models
+from seqresearch.study import plots, report, runner, stats, verdicts
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "scripts", "report.py")
@@ -45,6 +46,21 @@ def test_one_seed_has_no_interval_and_says_why_never_nan():
   assert stats.pm(s) == "0.25 (1 finite seed)" and "nan" not in stats.pm(s)
   text = json.dumps(stats.json_ready(s), allow_nan=False)  # strict JSON
   assert "NaN" not in text
+
+
+def test_binomial_and_across_seed_uncertainty_are_combined():
+  seeds = stats.seed_summary([0.8, 0.9, 0.85])
+  both = stats.seed_summary([0.8, 0.9, 0.85], examples=600)
+  binomial = stats.Z95 * math.sqrt(0.85 * 0.15 / (3 * 600))
+  assert both["ci95_binomial"] == pytest.approx(binomial)
+  assert both["ci95"] == pytest.approx(math.hypot(seeds["ci95"], binomial))
+  assert both["enough_examples"] and "examples)" not in stats.pm(both)
+  # 22 examples (a '3 attractors' cell of the old quick scale): marked, and a wide interval.
+  few = stats.seed_summary([1.0, 1.0, 1.0], examples=22)
+  assert few["ci95_seeds"] == 0.0 and few["ci95"] == 0.0  # p = 1 has no binomial spread
+  few = stats.seed_summary([0.9, 0.9, 0.9], examples=22)
+  assert few["ci95"] > 0.07 and not few["enough_examples"]
+  assert stats.pm(few).endswith("(< 500 examples)")
 
 
 def test_json_ready_writes_null_with_the_reason_beside_it(tmp_path):
@@ -179,6 +195,11 @@ def test_complexity_counts_match_table_1_on_small_sizes(tmp_path):
   assert all(results["by_n"][layer]["matmul_equals_analytic"] for layer in complexity.LAYERS)
   local = results["by_n"]["attention"]["local_exponents"]
   assert local == sorted(local) and 1.0 < local[0] < local[-1] < 2.0
+  # Each regime of 8nd² + 4n²d fitted on its own: n ≤ 2d is near-linear, n ≥ 2d near n².
+  regimes = results["by_n"]["attention"]["regimes"]
+  assert regimes["boundary"] == 32 and regimes["below"] < 1.5 < regimes["above"] < 2.0
+  assert results["by_n"]["attention"]["exponent"] < regimes["above"]  # the one fit mixes both
+  assert results["by_n"]["lstm"]["regimes"]["above"] == pytest.approx(1.0, abs=1e-9)
   assert results["crossover"]["lstm"]["matmul"] == [17, 33]  # first n above (G - 2)·d
   assert results["depths"]["lstm"]["sequential"] == results["depth_lengths"]
   assert results["depths"]["attention"]["sequential"] == [1, 1, 1]
@@ -187,7 +208,7 @@ def test_complexity_counts_match_table_1_on_small_sizes(tmp_path):
   assert results["models"]["rnn"]["depths"]["sequential"] == results["depth_lengths"]
   assert results["models"]["transformer"]["depths"]["sequential"] == [1, 1, 1]
   table = complexity.table1(results, {})
-  assert "O(n·d²)" in table and "O(n²·d)" in table
+  assert "O(n·d²)" in table and "O(n²·d)" in table and "n ≫ d: FLOPs ∝ n^" in table
   verdict = complexity.verdict(results)
   _check_cited(verdict, results)
   assert not verdict.contradictions
@@ -204,6 +225,21 @@ def test_smoke_report_has_a_banner_and_no_verdicts(tmp_path):
     assert ("Pipeline check only" in text) == smoke
     assert ("**Verdict.** X beats Y." in text) != smoke
     assert ("## Results that contradict the essay" in text) != smoke
+
+
+def test_figures_draw_each_variant_in_its_models_table_colour_with_seeds_and_integer_ticks():
+  from matplotlib.colors import to_rgba
+  fig, (ax,) = plots.figure()
+  plots.errorbar(ax, "lstm_chrono", [13, 18],
+                 [stats.seed_summary([0.2, 0.9]), stats.seed_summary([0.1, 1.0])])
+  plots.integer_ticks(ax, [13, 18])
+  fig.canvas.draw()
+  colours = {to_rgba(line.get_color()) for line in ax.get_lines()}
+  assert colours == {to_rgba(models.entry("lstm").color)}  # the table's colour, everywhere
+  seed_points = [line for line in ax.get_lines() if len(line.get_xdata()) == 2
+                 and line.get_marker() == "."]
+  assert [list(p.get_ydata()) for p in seed_points] == [[0.2, 0.9], [0.1, 1.0]]  # both modes
+  assert [t.get_text() for t in ax.get_xticklabels()] == ["13", "18"]
 
 
 # ---------------------------------------------------------------- end to end (slow)
@@ -290,9 +326,9 @@ def _check_runs_are_traceable_and_analyses_measured_what_they_claim(smoke) -> No
 
   parallelism = _results(smoke, "parallelism")
   assert set(parallelism["models"]) == models
-  for name, rows in parallelism["models"].items():
-    expected = parallelism["lengths"] if name == "rnn" else [1, 1]
-    assert rows["sequential_depth"] == expected
+  assert parallelism["models"]["rnn"]["sequential_depth"] == parallelism["lengths"]
+  assert parallelism["models"]["transformer"]["sequential_depth"] == [1, 1]
+  for rows in parallelism["models"].values():
     assert all(t > 0 for t in rows["forward_ms"] + rows["train_ms"])
 
   complexity = _results(smoke, "complexity")

@@ -67,11 +67,12 @@ def analyze_run(workdir: str, out_dir: str | None = None, *, step: int | None = 
       "workdir": os.path.abspath(workdir), "step": restored.step, "seeds": list(restored.seeds),
       "model": restored.model_name, "task": restored.config.task.name,
       "trained_distances": [low, high],
-      "accuracy_by_distance": {str(d): stats.seed_summary([m["accuracy"] for m in evals[d]])
-                               for d in evals},
+      "accuracy_by_distance": {
+          str(d): stats.seed_summary([m["accuracy"] for m in evals[d]],
+                                     examples=evals[d][0]["examples"]) for d in evals},
       "sequence_accuracy_by_distance": {
-          str(d): stats.seed_summary([m["sequence_accuracy"] for m in evals[d]])
-          for d in evals},
+          str(d): stats.seed_summary([m["sequence_accuracy"] for m in evals[d]],
+                                     examples=evals[d][0]["examples"]) for d in evals},
       "examples_by_distance": {str(d): evals[d][0]["examples"] for d in evals},
       "skipped": skipped,
   }

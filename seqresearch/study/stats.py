@@ -23,16 +23,29 @@ def _finite(value: Any) -> bool:
   return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def seed_summary(values: Sequence[float]) -> dict[str, Any]:
-  """The mean over seeds with its 95% Student-t interval, the worst and best seed.
+MIN_EXAMPLES = 500  # evaluation examples behind a reported cell (DESIGN.md §7)
+Z95 = 1.959963984540054  # two-sided 95% quantile of the standard normal
+
+
+def seed_summary(values: Sequence[float], examples: int | None = None) -> dict[str, Any]:
+  """The mean over seeds with its 95% interval, the worst and best seed.
+
+  Without `examples` the interval is Student's t over the seeds. With `examples` (the number
+  of independent evaluation examples behind each seed's value, for an accuracy in [0, 1]) the
+  across-seed and the binomial uncertainty are combined: half-width
+  sqrt(h_t² + h_b²), h_t the t half-width over the seeds (0 for one seed), h_b =
+  1.96·sqrt(p(1-p) / (S·n)) the binomial half-width of the pooled S·n examples. A conservative
+  sum of the two variances: the spread over seeds already holds some binomial noise.
 
   Args:
     values: one number per seed (NaN or inf allowed: counted, never dropped).
+    examples: examples per seed behind each value, or None.
 
   Returns:
     {'mean', 'ci95' (half-width), 'min', 'max', 'per_seed' (None where not finite),
      'num_seeds', 'num_finite', 'num_nonfinite'}, plus 'mean_why' / 'ci95_why' where those
-     are None (no finite seed; one finite seed has no spread).
+     are None (no finite seed; one finite seed and no example count), and with `examples`:
+     'examples_per_seed', 'ci95_seeds', 'ci95_binomial', 'enough_examples' (n >= 500).
   """
   per_seed = [float(v) if _finite(v) else None for v in values]
   finite = [v for v in per_seed if v is not None]
@@ -43,9 +56,15 @@ def seed_summary(values: Sequence[float]) -> dict[str, Any]:
                mean_why=f"no finite seed among {len(per_seed)}")
     return out
   mean, half = fits.mean_ci(finite)
-  out.update(mean=mean, ci95=half if len(finite) > 1 else None, min=min(finite),
-             max=max(finite))
-  if len(finite) == 1:
+  half = half if len(finite) > 1 else None
+  out.update(mean=mean, ci95=half, min=min(finite), max=max(finite))
+  if examples is not None:
+    p = min(max(mean, 0.0), 1.0)
+    binomial = Z95 * math.sqrt(p * (1 - p) / (len(finite) * examples))
+    out.update(examples_per_seed=int(examples), ci95_seeds=half, ci95_binomial=binomial,
+               enough_examples=examples >= MIN_EXAMPLES,
+               ci95=math.sqrt((half or 0.0) ** 2 + binomial ** 2))
+  elif half is None:
     out["ci95_why"] = "one finite seed: no interval"
   return out
 
@@ -74,7 +93,8 @@ def fmt(value: Any, spec: str = ".2f") -> str:
 def pm(summary: dict[str, Any] | None, spec: str = ".2f") -> str:
   """'0.31 ± 0.04' for a seed summary; '0.31 (1 seed)' without an interval; '–' for none.
 
-  Non-finite seeds are named: '0.31 ± 0.04 (1 of 5 seeds not finite)'.
+  Non-finite seeds are named: '0.31 ± 0.04 (1 of 5 seeds not finite)', and a cell with
+  fewer than MIN_EXAMPLES evaluation examples is marked.
   """
   if not summary:
     return "–"
@@ -85,6 +105,8 @@ def pm(summary: dict[str, Any] | None, spec: str = ".2f") -> str:
     text = f"{fmt(summary['mean'], spec)} ± {fmt(summary['ci95'], spec)}"
   if summary["num_nonfinite"]:
     text += f" ({summary['num_nonfinite']} of {summary['num_seeds']} seeds not finite)"
+  if summary.get("enough_examples") is False:
+    text += f" (< {MIN_EXAMPLES} examples)"
   return text
 
 
