@@ -32,6 +32,8 @@ def test_every_model_validates(name, model, extra):
   run = build.validate_run(config)
   assert config.task.name == name and config.model.name == model
   assert run.seq_len == run.task.seq_len and 0 < run.task.chance_accuracy < 1
+  # Every task field has a concrete value (None could not be overridden from the command line).
+  assert all(value is not None for value in config.task.values())
 
 
 @pytest.mark.parametrize("name", TASK_CONFIGS)
