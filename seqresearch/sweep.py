@@ -322,8 +322,9 @@ def summarize(runs: list[Run], sweep_dir: str) -> list[dict[str, Any]]:
       continue
     summary = workdir_lib.read_json(os.path.join(run.workdir, workdir_lib.SUMMARY_FILE))
     labels = {k: v for k, v in run.overrides if k not in SEED_FIELDS}
-    group = groups.setdefault(run.setting, {"model": run.model, **labels,
-                                            "setting": run.setting, "runs": [], "by_seed": {}})
+    key = run.setting or repr((run.model, sorted(labels.items())))  # Runs made by hand.
+    group = groups.setdefault(key, {"model": run.model, **labels, "setting": run.setting,
+                                    "runs": [], "by_seed": {}})
     group["runs"].append(run.name)
     for seed, metrics in summary["eval_by_seed"].items():
       group["by_seed"].setdefault(int(seed), metrics)  # One sample per (setting, seed id).

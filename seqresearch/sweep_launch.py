@@ -38,12 +38,16 @@ class Child(Protocol):
   def wait(self, timeout: float | None = None) -> int: ...
 
 
-def start(run: Run, env: dict[str, str]) -> subprocess.Popen:
-  """Starts the run's training process, output appended to `<run>/train.log`."""
+def start(run: Run, env: dict[str, str], new_session: bool = True) -> subprocess.Popen:
+  """Starts the run's training process, output appended to `<run>/train.log`.
+
+  With `new_session` the child does not receive the terminal's Ctrl-C: `run_local` stops it
+  with SIGTERM (a checkpoint) instead of a KeyboardInterrupt traceback in its log.
+  """
   os.makedirs(run.workdir, exist_ok=True)
   with open(os.path.join(run.workdir, "train.log"), "a") as log:
     return subprocess.Popen(run.command(), stdout=log, stderr=subprocess.STDOUT,
-                            env={**os.environ, **env}, start_new_session=True)
+                            env={**os.environ, **env}, start_new_session=new_session)
 
 
 def finish(run: Run, code: int) -> dict[str, Any]:
@@ -78,7 +82,8 @@ def execute(run: Run, env: dict[str, str] | None = None) -> dict[str, Any]:
     return {"name": run.name, "status": f"invalid ({run.error})"}
   if run.finished:
     return {"name": run.name, "status": "skipped (finished)"}
-  return finish(run, start(run, env or {}).wait())
+  # Same process group: a scheduler's signal to this job reaches the training process too.
+  return finish(run, start(run, env or {}, new_session=False).wait())
 
 
 def _duration(seconds: float) -> str:
@@ -101,11 +106,13 @@ def _stop(running: dict[Any, tuple[Run, str | None, float]], say: Callable[[str]
   try:
     for child, (run, _, _) in running.items():
       try:
-        code = child.wait(timeout=grace_s)
+        results.append(finish(run, child.wait(timeout=grace_s)))
       except subprocess.TimeoutExpired:
         child.kill()
-        code = child.wait()
-      results.append(finish(run, code))
+        child.wait()
+        results.append({"name": run.name, "status": f"stopped (killed after {grace_s:.0f}s "
+                                                    "without saving: resumes from its last "
+                                                    "checkpoint)"})
   except KeyboardInterrupt:
     for child in running:
       if child.poll() is None:
@@ -171,7 +178,12 @@ def run_local(runs: Sequence[Run], parallel: int = 1, visible_devices: Sequence[
           env = {} if device is None else {"CUDA_VISIBLE_DEVICES": device}
           if device is not None:
             on_device[device] += 1
-          running[launch(run, env)] = (run, device, time.monotonic())
+          child = None
+          try:
+            child = launch(run, env)
+          finally:  # A Ctrl-C right after the start still finds the child to stop.
+            if child is not None:
+              running[child] = (run, device, time.monotonic())
           say(f"  started {run.name}" + ("" if device is None else f" on device {device}"))
       done = [child for child in running if child.poll() is not None]
       for child in done:

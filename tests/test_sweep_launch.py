@@ -172,14 +172,19 @@ def test_ctrl_c_in_a_real_sweep_exits_130_without_a_traceback(tmp_path, sweep_fi
   while "started" not in line:
     line = proc.stdout.readline()
     assert line or proc.poll() is None, proc.stderr.read()
-  time.sleep(1.0)
+  run_dir = next(sweep_dir.iterdir())
+  deadline = time.monotonic() + 180
+  while "step " not in (run_dir / "train.log").read_text():  # Training has begun.
+    assert time.monotonic() < deadline and proc.poll() is None
+    time.sleep(0.5)
   proc.send_signal(signal.SIGINT)
   out, err = proc.communicate(timeout=240)
   assert proc.returncode == 130, out + err
-  assert "Traceback" not in out + err
+  assert "Traceback" not in out + err + (run_dir / "train.log").read_text()
   assert "stopped (resumable: rerun the sweep)" in out and "rerun the same command" in out
-  run_dir = next(sweep_dir.iterdir())
   assert not (run_dir / "summary.json").exists() and not (run_dir / "error.txt").exists()
+  # The child saved a checkpoint on the way out: a rerun resumes from it.
+  assert any(name.isdigit() for name in os.listdir(run_dir / "checkpoints"))
 
 
 def test_local_sweep_records_failures_summarises_seeds_and_skips_finished(tmp_path, sweep_file):
