@@ -48,6 +48,8 @@ def _part(study: runner.Study, members: list, distances_of) -> dict[str, Any]:
     entry = found.setdefault(study.variant(member), {
         "heads": {}, "uniform": {}, "runs": {}, "workdirs": {}, "seeds": mass["seeds"],
         "trained": list(restored.settings.task.trained_distances)})
+    low, high = restored.settings.task.trained_distances  # copy: one run per distance
+    entry["trained"] = [min(entry["trained"][0], low), max(entry["trained"][1], high)]
     for head, by_d in mass["heads"].items():
       entry["heads"].setdefault(head, {}).update(by_d)
     entry["uniform"].update(mass["uniform"])
