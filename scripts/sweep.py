@@ -22,6 +22,7 @@ from absl import flags
 sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from seqresearch import sweep  # noqa: E402
+from seqresearch import sweep_launch  # noqa: E402
 
 _CONFIG = flags.DEFINE_string("config", None, "Config file and argument, e.g. configs/copy.py:tiny")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Sweep directory; one subdirectory per run.")
@@ -66,9 +67,9 @@ def _sweep() -> int:
             f"{shlex.join(['python', *run.command()[1:]])}")
     return 0
   if _LAUNCHER.value == "local":
-    results = sweep.run_local(runs, _PARALLEL.value, tuple(_DEVICES.value))
+    results = sweep_launch.run_local(runs, _PARALLEL.value, tuple(_DEVICES.value))
   else:
-    results = sweep.run_submitit(runs, f"{_WORKDIR.value}/submitit", _CLUSTER.value,
+    results = sweep_launch.run_submitit(runs, f"{_WORKDIR.value}/submitit", _CLUSTER.value,
                                  _PARTITION.value, _TIME.value, _GPUS.value, _ARRAY.value)
   print(sweep.format_rows(sweep.summarize(runs, _WORKDIR.value)))
   failed = [r for r in results if r["status"].startswith(("failed", "invalid"))]

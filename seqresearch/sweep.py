@@ -371,7 +371,3 @@ def format_rows(rows: list[dict[str, Any]]) -> str:
       number = f"{mean:.4f} ± {half:.4f} (95% CI)"
     lines.append(f"{setting}: accuracy {number}, {row['num_seeds']} seeds {row['seeds']}")
   return "\n".join(lines)
-
-
-# Launching lives in sweep_launch (kept apart to keep both files small); the names stay here.
-from seqresearch.sweep_launch import execute, run_local, run_submitit  # noqa: E402,F401  pylint: disable=g-import-not-at-top,wrong-import-position

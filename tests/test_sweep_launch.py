@@ -80,7 +80,7 @@ def test_a_device_is_taken_when_the_run_starts_from_the_free_ones(tmp_path):
     log.append((run.name, env["CUDA_VISIBLE_DEVICES"], time.monotonic(), child.end))
     return child
 
-  results = sweep.run_local(_runs(4, tmp_path), parallel=2, visible_devices=("0", "1"),
+  results = sweep_launch.run_local(_runs(4, tmp_path), parallel=2, visible_devices=("0", "1"),
                             launch=launch, say=lambda line: None, poll_s=0.01)
   assert len(results) == 4
   devices = {name: device for name, device, _, _ in log}
@@ -96,7 +96,7 @@ def test_progress_lines_count_runs_and_give_an_eta(tmp_path):
   runs = _runs(3, tmp_path)
   os.makedirs(runs[0].workdir)
   open(os.path.join(runs[0].workdir, "summary.json"), "w").write("{}")  # Finished already.
-  sweep.run_local(runs, launch=lambda run, env: FakeChild(0.05), say=lines.append, poll_s=0.01)
+  sweep_launch.run_local(runs, launch=lambda run, env: FakeChild(0.05), say=lines.append, poll_s=0.01)
   ends = [line for line in lines if line.startswith("[")]
   assert ends[0] == "[1/3] run0: skipped (finished)"
   assert ends[1].startswith("[2/3] run1: done in 0s; ETA 0s")
@@ -118,7 +118,7 @@ def test_ctrl_c_stops_the_running_runs_resumably_and_starts_no_new_one(tmp_path)
       raise KeyboardInterrupt  # Ctrl-C while both runs train.
 
   with pytest.raises(KeyboardInterrupt):
-    sweep.run_local(_runs(4, tmp_path), parallel=2, launch=launch, say=say, poll_s=0.01)
+    sweep_launch.run_local(_runs(4, tmp_path), parallel=2, launch=launch, say=say, poll_s=0.01)
   assert started == ["run0", "run1"]
   assert all(child.signals == [signal.SIGTERM] for child in children)
   assert "[1/4] run0: stopped (resumable: rerun the sweep)" in lines
@@ -129,7 +129,7 @@ def test_ctrl_c_stops_the_running_runs_resumably_and_starts_no_new_one(tmp_path)
 
 def test_a_failed_child_is_recorded_and_the_sweep_goes_on(tmp_path):
   runs = _runs(2, tmp_path)
-  results = sweep.run_local(runs, launch=lambda run, env: FakeChild(0.0, code=int(run.name[3:])),
+  results = sweep_launch.run_local(runs, launch=lambda run, env: FakeChild(0.0, code=int(run.name[3:])),
                             say=lambda line: None, poll_s=0.01)
   assert [r["status"].split(" (")[0] for r in results] == ["done", "failed"]
   assert (tmp_path / "run1" / "error.txt").read_text().startswith("exit status 1")
@@ -236,7 +236,7 @@ def test_submitit_local_executor_runs_a_sweep(tmp_path):
   runs = sweep.expand(os.path.join(ROOT, "configs", "copy.py"), "lstm,tiny", str(tmp_path))
   runs = [r for r in runs if r.name.startswith("model-lstm_min_delay-10_max_delay-10_seed-0-")]
   assert len(runs) == 1
-  results = sweep.run_submitit(runs, str(tmp_path / "submitit"), cluster="local", partition="",
+  results = sweep_launch.run_submitit(runs, str(tmp_path / "submitit"), cluster="local", partition="",
                                timeout_min=10, gpus_per_job=0, array_parallelism=1)
   assert results == [{"name": runs[0].name, "status": "done"}]
   assert runs[0].finished
