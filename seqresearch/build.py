@@ -9,6 +9,7 @@ names the field, the value and what is allowed.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 import jax
@@ -17,6 +18,7 @@ from ml_collections import config_dict
 
 from seqresearch import host_memory
 from seqresearch import models
+from seqresearch import progress
 from seqresearch import steps
 from seqresearch import tasks
 
@@ -56,16 +58,60 @@ def _check_int(config: config_dict.ConfigDict, name: str, minimum: int) -> None:
     raise ValueError(f"{name}={value!r}: must be an integer >= {minimum}.")
 
 
-def validate_run(config: config_dict.ConfigDict, num_devices: int = 1) -> RunSettings:
+def _check_finite(group: config_dict.ConfigDict, prefix: str = "") -> None:
+  """Rejects NaN and Inf in any float field (they would compile, then fail as a NaN loss)."""
+  for key, value in group.items():
+    if isinstance(value, config_dict.ConfigDict):
+      _check_finite(value, f"{prefix}{key}.")
+    elif isinstance(value, float) and not math.isfinite(value):
+      raise ValueError(f"{prefix}{key}={value}: must be a finite number.")
+
+
+def _check_effective(config: config_dict.ConfigDict) -> None:
+  """Refuses optimizer settings that the chosen optimizer or schedule would ignore."""
+  opt = config.optimizer
+  if opt.weight_decay > 0 and opt.name != "adamw":
+    raise ValueError(
+        f"optimizer.weight_decay={opt.weight_decay}: only optimizer.name='adamw' applies weight "
+        f"decay (name is {opt.name!r}); use adamw or weight_decay=0.")
+  if opt.min_lr_ratio > 0 and opt.schedule != "cosine":
+    raise ValueError(
+        f"optimizer.min_lr_ratio={opt.min_lr_ratio}: only the 'cosine' schedule decays to it "
+        f"(schedule is {opt.schedule!r}); use schedule=cosine or min_lr_ratio=0.")
+
+
+def run_warnings(config: config_dict.ConfigDict) -> list[str]:
+  """Settings that are valid but partly take no effect in this run (one line each)."""
+  out = []
+  steps_total, opt = config.num_train_steps, config.optimizer
+  if opt.warmup_steps > steps_total:
+    out.append(f"optimizer.warmup_steps={opt.warmup_steps} is longer than the run "
+               f"(num_train_steps={steps_total}): the peak learning rate "
+               f"{opt.learning_rate} is never reached.")
+  every_eval, every_save = config.eval_every_steps, config.checkpoint_every_steps
+  if (config.keep_best_checkpoints and every_save < steps_total
+      and math.lcm(every_eval, every_save) >= steps_total):
+    out.append(f"keep_best_checkpoints={config.keep_best_checkpoints} ranks checkpoints by "
+               f"evaluation accuracy, but no checkpoint (every {every_save} steps) falls on an "
+               f"evaluation (every {every_eval}) before the last step: only the final "
+               "checkpoint can be kept as best. Make checkpoint_every_steps a multiple of "
+               "eval_every_steps.")
+  return out
+
+
+def validate_run(config: config_dict.ConfigDict, num_devices: int = 1,
+                 warn: bool = False) -> RunSettings:
   """Checks every field of a run config and returns the frozen settings.
 
   Args:
     config: the run config.
     num_devices: devices the batch is sharded over; batch sizes must divide evenly.
+    warn: print `run_warnings` (settings that would partly take no effect) to stderr.
 
   Raises:
     ValueError: naming the first bad field, its value and what is allowed.
   """
+  _check_finite(config)
   _check_int(config, "seed", 0)
   for name in ("num_seeds", "batch_size", "eval_every_steps", "eval_batch_size", "num_eval_batches",
                "checkpoint_every_steps", "keep_checkpoints", "log_every_steps"):
@@ -79,6 +125,7 @@ def validate_run(config: config_dict.ConfigDict, num_devices: int = 1) -> RunSet
   _check_int(config, "keep_best_checkpoints", 0)
   host_memory.check(config.host_allocator)
   make_optimizer(config.optimizer, config.num_train_steps)  # Validates the optimizer group.
+  _check_effective(config)
 
   task = task_settings(config.task)
   model = models.model_settings(config.model.name, **_fields(config.model))
@@ -86,6 +133,9 @@ def validate_run(config: config_dict.ConfigDict, num_devices: int = 1) -> RunSet
     raise ValueError(
         f"model.max_len={model.max_len}: shorter than the task's sequence length "
         f"{task.seq_len}; must be >= {task.seq_len}.")
+  if warn:
+    for line in run_warnings(config):
+      progress.note(f"WARNING: {line}")
   return RunSettings(task=task, model=model, vocab_size=task.vocab_size, seq_len=task.seq_len)
 
 

@@ -20,6 +20,7 @@ A full disk raises `workdir.DiskFullError`: one line with the path and the space
 from __future__ import annotations
 
 import hashlib
+import json
 import logging as std_logging
 import os
 import shutil
@@ -93,6 +94,25 @@ def _first_line(error: BaseException) -> str:
   return f"{type(error).__name__}: {text[0] if text else ''}"[:300]
 
 
+def _unreadable_metadata(directory: str) -> dict[int, str]:
+  """Steps whose orbax metadata or metrics file is not JSON: orbax would list such a step
+  without its digest (so unverified) or fail to open the directory at all."""
+  out = {}
+  if not os.path.isdir(directory):
+    return out
+  for name in sorted(n for n in os.listdir(directory) if n.isdigit()):
+    for part in ("_CHECKPOINT_METADATA", os.path.join("metrics", "metrics")):
+      path = os.path.join(directory, name, part)
+      if os.path.exists(path):
+        try:
+          with open(path) as f:
+            json.load(f)
+        except (ValueError, UnicodeDecodeError) as e:
+          out[int(name)] = f"{part} is not JSON ({_first_line(e)})"
+          break
+  return out
+
+
 class Checkpoints:
   """A thin wrapper over `ocp.CheckpointManager` with loud failures instead of silent ones.
 
@@ -100,9 +120,26 @@ class Checkpoints:
     directory: the run's checkpoints directory (created if missing).
     keep: how many of the newest steps to keep.
     keep_best: how many more to keep, the best by evaluation `BEST_METRIC` (0: none).
+    writer: the run's writer (it may move damaged steps aside); a reader refuses them.
+
+  Raises:
+    DamagedCheckpointError: (reader) a step's metadata is damaged so orbax cannot list it.
   """
 
-  def __init__(self, directory: str, *, keep: int, keep_best: int) -> None:
+  def __init__(self, directory: str, *, keep: int, keep_best: int,
+               writer: bool = False) -> None:
+    self.directory = os.path.abspath(directory)
+    self._writer = writer
+    damaged = _unreadable_metadata(self.directory)
+    if damaged and writer:
+      for step, why in damaged.items():
+        progress.note(f"WARNING: checkpoint step {step} in {self.directory} is damaged ({why}).")
+      self._set_aside(damaged)
+    elif damaged:  # orbax cannot even list the steps with such a file.
+      raise DamagedCheckpointError(
+          f"checkpoints in {self.directory} are damaged: "
+          f"{'; '.join(f'step {s}: {why}' for s, why in damaged.items())}. Move those step "
+          "directories aside (a resumed run does so itself).")
     keep_policies: list[Any] = [policies.LatestN(n=keep)]
     if keep_best:
       keep_policies.append(policies.BestN(
@@ -111,7 +148,6 @@ class Checkpoints:
     self._options = ocp.CheckpointManagerOptions(
         preservation_policy=policies.AnyPreservationPolicy(keep_policies),
         best_fn=lambda metrics: metrics[BEST_METRIC], best_mode="max", create=True)
-    self.directory = os.path.abspath(directory)
     self._manager = ocp.CheckpointManager(self.directory, options=self._options)
     self._pending_bytes = 0  # Size of the save in flight (for a disk-full message).
 
@@ -174,13 +210,12 @@ class Checkpoints:
           "the digest recorded when it was saved")
     return state
 
-  def restore_latest(self, target: Any, set_aside: bool = False) -> tuple[int | None, Any]:
-    """Restores the newest step that reads back intact.
+  def restore_latest(self, target: Any) -> tuple[int | None, Any]:
+    """Restores the newest step that reads back intact. A writer moves the damaged newer
+    steps to `<directory>.damaged/`, so that it can save those steps again.
 
     Args:
       target: as in `restore`.
-      set_aside: move the damaged steps newer than the restored one to
-        `<directory>.damaged/` (a writer does, so that it can save those steps again).
 
     Returns:
       (step, state), or (None, target) when the directory holds no step.
@@ -204,7 +239,7 @@ class Checkpoints:
         damaged = ", ".join(f"step {s} ({why})" for s, why in failures)
         progress.note(f"WARNING: newest checkpoint(s) in {self.directory} unreadable: {damaged}. "
                       f"Falling back to step {step}, the newest intact one.")
-        if set_aside:
+        if self._writer:
           self._set_aside([s for s, _ in failures])
       return step, state
     if failures:
@@ -214,8 +249,10 @@ class Checkpoints:
           "directory aside to start the run over (or pass --restart).")
     return None, target
 
-  def _set_aside(self, steps: list[int]) -> None:
-    self._manager.wait_until_finished()
+  def _set_aside(self, steps: Any) -> None:
+    manager = getattr(self, "_manager", None)
+    if manager is not None:
+      manager.wait_until_finished()
     aside = self.directory + DAMAGED_SUFFIX
     os.makedirs(aside, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -225,7 +262,8 @@ class Checkpoints:
         moved = os.path.join(aside, f"{step}-{stamp}")
         shutil.move(source, moved)
         progress.note(f"moved damaged checkpoint step {step} to {moved}")
-    self._manager.reload()
+    if manager is not None:
+      manager.reload()
 
   def best_step(self) -> int | None:
     """The kept step with the highest evaluation `BEST_METRIC` (None if none was evaluated)."""

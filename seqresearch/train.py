@@ -10,6 +10,7 @@ to an uninterrupted one. Metrics leave the device only at log, eval and checkpoi
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import signal
@@ -53,8 +54,9 @@ def _check_finite(state: steps.TrainState, checkpoints: checkpointing.Checkpoint
     where = (f"the last good checkpoint is step {last} in {checkpoints.directory}"
              if last is not None else "no checkpoint was saved before it")
     raise NonFiniteLossError(
-        f"{what} became NaN/Inf at step {bad}; {where}. Lower optimizer.learning_rate "
-        "or set optimizer.grad_clip_norm, then resume or restart the run.")
+        f"{what} became NaN/Inf at step {bad}; {where}. Lower optimizer.learning_rate (or "
+        "optimizer.grad_clip_norm) and rerun: it resumes from that checkpoint and records the "
+        "change; turning clipping on or off needs --restart.")
 
 
 def mean_metrics(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
@@ -107,7 +109,12 @@ class _PreemptionFlag:
 
 def train_and_evaluate(config: config_dict.ConfigDict, workdir: str,
                        restart: bool = False) -> dict[str, Any]:
-  """Trains and evaluates one run, resuming from the workdir's latest checkpoint if any.
+  """Trains and evaluates one run, resuming from the workdir's newest intact checkpoint if any.
+
+  The workdir is locked while the run trains in it (a second writer is refused with the
+  holder's PID). A resumed run may change the fields in `workdir.RESUMABLE_FIELDS`; each change
+  is recorded with the step it took effect at. Rerunning a finished run changes nothing and
+  returns its summary.
 
   Args:
     config: a run config (see `configs/`); `num_seeds` > 1 trains that many seeds at once.
@@ -116,51 +123,78 @@ def train_and_evaluate(config: config_dict.ConfigDict, workdir: str,
 
   Returns:
     The summary (also written to summary.json): `eval` (mean over seeds), `eval_by_seed`,
-    steps, wall time, versions, device; `preempted: True` if SIGTERM stopped it early (after
-    saving a checkpoint; summary.json is then not written).
-  """
-  started = time.time()
-  # Everything that can be wrong with the config fails here, before anything is compiled.
-  build.validate_run(config, num_devices=jax.device_count())
-  if distributed.is_leader():
-    workdir_lib.prepare(config, workdir, restart)
-  distributed.barrier("workdir prepared")
+    steps, wall time (summed over every process that trained the run), `config_changes`,
+    versions, device; `preempted: True` if SIGTERM stopped it early (after saving a checkpoint;
+    summary.json is then not written).
 
+  Raises:
+    ValueError: a bad config, or one the workdir's run cannot continue with.
+    workdir.WorkdirInUseError: another process trains in `workdir`.
+    checkpointing.DamagedCheckpointError: checkpoints exist and none restores intact.
+    workdir.DiskFullError: a write ran out of space (one line: the path, the space needed).
+    NonFiniteLossError: the loss became NaN/Inf (the step and last good checkpoint named).
+  """
+  # Everything that can be wrong with the config fails here, before anything is compiled.
+  build.validate_run(config, num_devices=jax.device_count(), warn=distributed.is_leader())
+  lock, changes = None, []
+  if distributed.is_leader():
+    lock, changes = workdir_lib.prepare(config, workdir, restart)
+  try:
+    distributed.barrier("workdir prepared")
+    return _train(config, workdir, changes)
+  finally:
+    if lock is not None:
+      lock.release()
+
+
+def _train(config: config_dict.ConfigDict, workdir: str,
+           changes: list[dict[str, Any]]) -> dict[str, Any]:
+  """The loop of `train_and_evaluate`, in a prepared and locked workdir."""
+  leader = distributed.is_leader()
+  clock = workdir_lib.WallClock(workdir)
   run = build.build_run(config)
   state, keys, mesh, seeds = run.state, run.keys, run.mesh, list(run.seeds)
-
-  checkpoints = checkpointing.Checkpoints(
-      os.path.join(workdir, "checkpoints"), keep=config.keep_checkpoints,
-      keep_best=config.keep_best_checkpoints)
-  start = checkpoints.latest_step()
-  if start is not None:
-    state = checkpoints.restore(start, state)
-    progress.note(f"Resuming {workdir} from step {start}.")
-  writer = metric_writer.MetricWriter(workdir, resume_step=start,
-                                      enabled=distributed.is_leader())
-  start = start or 0
-
-  task = run.settings.task
-  train_step = steps.make_train_step(run.graphdef, run.constants, run.tx, task,
-                                     config.batch_size, mesh)
-  evaluate = steps.make_evaluator(run.graphdef, run.constants, task, config.eval_batch_size,
-                                  config.num_eval_batches, mesh)
-
-  def write_all(step: int, split: str, per_seed: list[dict[str, Any]]) -> None:
-    for seed, metrics in zip(seeds, per_seed):
-      writer.write(step, split, metrics, seed=seed)
-
-  last_eval = None
-  if start == 0:
-    last_eval = evaluate(state.params, keys["eval"])
-    write_all(0, "eval", last_eval)
-
   total = config.num_train_steps
-  bar = progress.Progress(total, start, enabled=config.progress_bar,
-                          quiet=not distributed.is_leader())
-  preempted = False
-  tick_time, tick_step = time.time(), start
-  try:
+
+  with contextlib.ExitStack() as cleanup:  # Closes all of them even if one close fails.
+    checkpoints = checkpointing.Checkpoints(
+        os.path.join(workdir, "checkpoints"), keep=config.keep_checkpoints,
+        keep_best=config.keep_best_checkpoints, writer=leader)
+    cleanup.callback(checkpoints.close)
+    start, state = checkpoints.restore_latest(state)
+    if start is not None:
+      if start > total:
+        raise ValueError(f"num_train_steps={total}: the run in {workdir} is already at step "
+                         f"{start}; must be >= {start}.")
+      progress.note(f"Resuming {workdir} from step {start}.")
+    start = start or 0
+    recorded = workdir_lib.record_changes(config, workdir, start, changes) if leader else []
+    summary_path = os.path.join(workdir, workdir_lib.SUMMARY_FILE)
+    if start == total and os.path.exists(summary_path):
+      return _finished(summary_path, recorded, leader)  # Nothing to redo, nothing to rewrite.
+
+    writer = metric_writer.MetricWriter(workdir, resume_step=start if start else None,
+                                        enabled=leader)
+    cleanup.callback(writer.close)
+    task = run.settings.task
+    train_step = steps.make_train_step(run.graphdef, run.constants, run.tx, task,
+                                       config.batch_size, mesh)
+    evaluate = steps.make_evaluator(run.graphdef, run.constants, task, config.eval_batch_size,
+                                    config.num_eval_batches, mesh)
+
+    def write_all(step: int, split: str, per_seed: list[dict[str, Any]]) -> None:
+      for seed, metrics in zip(seeds, per_seed):
+        writer.write(step, split, metrics, seed=seed)
+
+    last_eval = None
+    if start == 0:
+      last_eval = evaluate(state.params, keys["eval"])
+      write_all(0, "eval", last_eval)
+
+    bar = progress.Progress(total, start, enabled=config.progress_bar, quiet=not leader)
+    cleanup.callback(bar.close)
+    preempted = False
+    tick_time, tick_step = time.time(), start
     with _PreemptionFlag() as preemption:
       for step in range(start + 1, total + 1):
         state = train_step(state, keys["data"])
@@ -178,6 +212,8 @@ def train_and_evaluate(config: config_dict.ConfigDict, workdir: str,
           write_all(step, "train", lines)
           bar.report(step, mean_metrics(lines))
           state = steps.reset_sums(state)
+          if leader:
+            clock.save()
         eval_metrics = None
         if step % config.eval_every_steps == 0 or is_last:
           last_eval = eval_metrics = evaluate(state.params, keys["eval"])
@@ -195,10 +231,6 @@ def train_and_evaluate(config: config_dict.ConfigDict, workdir: str,
           progress.note(f"SIGTERM at step {step}: checkpoint saved; exiting.")
           preempted = True
           break
-  finally:
-    bar.close()
-    checkpoints.close()
-    writer.close()
 
   if last_eval is None:  # Resumed at the final step: its eval lines are already in the file.
     final = int(np.asarray(state.step).max())
@@ -214,11 +246,22 @@ def train_and_evaluate(config: config_dict.ConfigDict, workdir: str,
       "eval": mean_metrics(last_eval),
       "eval_by_seed": {str(seed): m for seed, m in zip(seeds, last_eval)},
       "num_params": run.num_params,
-      "wall_time_sec": time.time() - started,
+      "wall_time_sec": clock.save() if leader else clock.total(),
+      "config_changes": recorded,
       **_environment(),
   }
-  if not preempted and distributed.is_leader():
-    workdir_lib.write_json(os.path.join(workdir, workdir_lib.SUMMARY_FILE), summary)
+  if not preempted and leader:
+    workdir_lib.write_json(summary_path, summary)
+  return summary
+
+
+def _finished(summary_path: str, recorded: list[dict[str, Any]],
+              leader: bool) -> dict[str, Any]:
+  """The stored summary of a finished run (with any presentation change just recorded)."""
+  summary = workdir_lib.read_json(summary_path)
+  if leader and summary.get("config_changes", []) != recorded:
+    summary["config_changes"] = recorded
+    workdir_lib.write_json(summary_path, summary)
   return summary
 
 
@@ -246,7 +289,7 @@ def load_run(workdir: str, step: int | None = None,
 
   Args:
     workdir: a directory written by `train_and_evaluate`.
-    step: the checkpoint step to restore; None for the latest.
+    step: the checkpoint step to restore; None for the newest intact one.
     seed_index: which of the run's `num_seeds` models to return (the state holds all).
   """
   config = workdir_lib.load_config(workdir)
@@ -255,10 +298,12 @@ def load_run(workdir: str, step: int | None = None,
       os.path.join(workdir, "checkpoints"), keep=config.keep_checkpoints,
       keep_best=config.keep_best_checkpoints)
   try:
-    step = checkpoints.latest_step() if step is None else step
-    if step is None:
-      raise FileNotFoundError(f"no checkpoint in {checkpoints.directory}")
-    state = checkpoints.restore(step, run.state)
+    if step is None:  # The newest intact step (a damaged newer one is named and skipped).
+      step, state = checkpoints.restore_latest(run.state)
+      if step is None:
+        raise FileNotFoundError(f"no checkpoint in {checkpoints.directory}")
+    else:
+      state = checkpoints.restore(step, run.state)
   finally:
     checkpoints.close()
   params = jax.tree.map(lambda x: x[seed_index], state.params)

@@ -8,6 +8,7 @@ this module is the absl entry point, importable so that sweeps start runs with
 `python -m seqresearch.train_cli` whether or not the repository's scripts/ are at hand.
 """
 
+import re
 import sys
 
 import jax
@@ -16,9 +17,12 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from seqresearch import checkpointing
 from seqresearch import distributed
 from seqresearch import host_memory
+from seqresearch import metric_writer
 from seqresearch import train
+from seqresearch import workdir as workdir_lib
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config file and argument, e.g. configs/copy.py:lstm", lock_config=True)
@@ -32,20 +36,37 @@ _PROCESS_ID = flags.DEFINE_integer("process_id", 0, "Multi-process runs: this pr
 flags.mark_flags_as_required(["config", "workdir"])
 
 
+# Faults of the run's files or machine (exit 1) and a user's mistakes (exit 2): one line each.
+_FAULTS = (train.NonFiniteLossError, checkpointing.DamagedCheckpointError,
+           workdir_lib.DiskFullError, metric_writer.MetricsFileError)
+_USER_ERRORS = (ValueError, workdir_lib.WorkdirInUseError)
+
+
 def main(argv: list[str]) -> int:
   if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    print(f"error: unexpected arguments {argv[1:]}: every setting is a flag "
+          "(--config=FILE:ARG, --config.FIELD=VALUE, --workdir=DIR).", file=sys.stderr)
+    return 2
   if not flags.FLAGS["verbosity"].present:  # orbax logs every save at INFO; --verbosity=0 shows it.
     logging.set_verbosity(logging.WARNING)
-  distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   try:
+    config = _CONFIG.value
+    allocator = config.host_allocator  # config_flags raises a config file's load error here.
+  except OSError as e:
+    print(f"error: {flag_error_line(e, sys.argv)}", file=sys.stderr)
+    return 2
+  try:
+    distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     # Process-wide, so set by the entry point (a notebook calling train_and_evaluate keeps its
     # own allocator): 'auto' keeps freed host memory on the CPU backend.
-    host_memory.configure(_CONFIG.value.host_allocator, jax.default_backend())
-    summary = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value, restart=_RESTART.value)
-  except (ValueError, train.NonFiniteLossError) as e:
+    host_memory.configure(allocator, jax.default_backend())
+    summary = train.train_and_evaluate(config, _WORKDIR.value, restart=_RESTART.value)
+  except _FAULTS as e:
     print(f"error: {e}", file=sys.stderr)
     return 1
+  except _USER_ERRORS as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
   if summary["preempted"]:
     print(f"Preempted at step {summary['final_step']}; rerun the same command to resume.")
     return 143  # 128 + SIGTERM: tells a scheduler to requeue.
@@ -53,9 +74,45 @@ def main(argv: list[str]) -> int:
   return 0
 
 
+def flag_error_line(error: BaseException, argv: list[str]) -> str:
+  """One line for a flag or config-file error (absl and config_flags wrap the reason in a
+  traceback, usage text or a "did you mean" on a line of its own).
+
+  Args:
+    error: what parsing the flags raised.
+    argv: the command line (to name the --config. flag an unknown field came from).
+  """
+  lines = [line.strip() for line in str(error).replace("\\n", "\n").splitlines()
+           if line.strip()]
+  if isinstance(error, (AttributeError, KeyError)):  # config_flags: no such --config. field
+    words = re.findall(r"\w+", lines[0]) if lines else []
+    name = words[0] if words else "?"
+    given = next((a for a in argv if a.startswith("--config.") and name in a), "--config.")
+    hint = next((line.replace("\\", "").rstrip("'") for line in lines
+                 if line.startswith("Did you mean")), "")
+    return f"{given}: no field {name!r} in the config. {hint}".strip()
+  reasons = [m.group(1) for line in lines
+             if (m := re.match(r"^\w+(?:Error|Exception): (.+)$", line))]
+  if reasons:
+    return reasons[-1]
+  errno_line = next((line for line in lines if "[Errno" in line), None)
+  if errno_line:  # config_flags: the config file cannot be read
+    return f"--config: {errno_line}"
+  return lines[0] if lines else repr(error)
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing, with a user's mistake as one line and exit status 2."""
+  try:
+    return flags.FLAGS(argv)
+  except (flags.Error, OSError, ValueError, TypeError, AttributeError, KeyError) as e:
+    print(f"error: {flag_error_line(e, argv)}", file=sys.stderr)
+    sys.exit(2)
+
+
 def run() -> None:
   """Parses the flags and runs `main` (the console entry point)."""
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)
 
 
 if __name__ == "__main__":

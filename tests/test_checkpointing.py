@@ -64,11 +64,11 @@ def test_intact_checkpoint_restores_exactly(tmp_path):
 def test_flipped_byte_is_detected_and_the_newest_intact_step_is_used(tmp_path, capsys):
   _save_steps(tmp_path, [1, 2, 3])
   _flip_byte(_largest_file(tmp_path / "3"))
-  checkpoints = checkpointing.Checkpoints(str(tmp_path), keep=5, keep_best=0)
+  checkpoints = checkpointing.Checkpoints(str(tmp_path), keep=5, keep_best=0, writer=True)
   # orbax alone restores this step without an error, with one number changed.
   with pytest.raises(checkpointing.DamagedCheckpointError, match="differ from the digest"):
     checkpoints.restore(3, _state(0))
-  step, state = checkpoints.restore_latest(_state(0), set_aside=True)
+  step, state = checkpoints.restore_latest(_state(0))
   assert step == 2
   np.testing.assert_array_equal(state["params"]["w"], _state(2)["params"]["w"])
   err = capsys.readouterr().err
@@ -166,3 +166,19 @@ def test_disk_full_inside_orbax_background_error_is_recognised(tmp_path):
   with pytest.raises(RuntimeError):  # Anything else passes through untouched.
     with workdir_lib.disk_full_reported(str(tmp_path)):
       raise RuntimeError("not a disk problem")
+
+
+@pytest.mark.parametrize("part", ["_CHECKPOINT_METADATA", "metrics/metrics"])
+def test_damaged_metadata_is_refused_by_a_reader_and_set_aside_by_the_writer(
+    tmp_path, capsys, part):
+  """orbax cannot open a directory with a damaged metrics file, and reads a damaged step
+  metadata file as 'no digest' (so unverified): both are caught before orbax sees them."""
+  _save_steps(tmp_path, [1, 2], keep_best=1, accuracy={1: 0.5, 2: 0.7})
+  open(tmp_path / "2" / part, "w").write("{")
+  with pytest.raises(checkpointing.DamagedCheckpointError, match=f"step 2: {part} is not JSON"):
+    checkpointing.Checkpoints(str(tmp_path), keep=5, keep_best=1)
+  checkpoints = checkpointing.Checkpoints(str(tmp_path), keep=5, keep_best=1, writer=True)
+  step, _ = checkpoints.restore_latest(_state(0))
+  checkpoints.close()
+  assert step == 1
+  assert f"step 2 in {tmp_path} is damaged ({part} is not JSON" in capsys.readouterr().err
