@@ -75,8 +75,11 @@ GPU_ONLY = frozenset({"jax_cudnn_lstm", "jax_dpa_cudnn"})
 
 
 def impls(model: str, s: BenchSettings) -> tuple[Impl, ...]:
-  """What is timed for `model`: ours, its variants (if s.variants), its baselines."""
+  """What is timed for `model`: ours, its variants (if s.variants), its bfloat16 form (if
+  s.bfloat16 and its settings have `compute_dtype`), its baselines."""
   out = [ours()]
+  if s.bfloat16 and "compute_dtype" in registry.config_fields(model):
+    out.append(ours(compute_dtype="bfloat16"))
   if s.variants:
     out += VARIANTS.get(registry.entry(model).settings, ())
   out += [Impl(b) for b in BASELINES.get(model, ()) if s.torch or b != "torch"]

@@ -41,13 +41,23 @@ def _error_reason(e: BaseException) -> str:
   return f"{type(e).__name__}: {e}"[:500]
 
 
-def measure_size(model: str, length: int, s: BenchSettings) -> list[dict[str, Any]]:
-  """Every implementation of `model` at one length: one JSON row each (README "Benchmark")."""
+def measure_size(model: str, length: int, s: BenchSettings,
+                 impls: tuple[baselines.Impl, ...] | None = None) -> list[dict[str, Any]]:
+  """Implementations of `model` at one length: one JSON row each (README "Benchmark").
+
+  Args:
+    model: a name of `models.MODELS`.
+    length: n.
+    s: sizes and timing.
+    impls: what to time; ours first (the speed-ups are relative to the first). Default:
+      `baselines.impls(model, s)`.
+  """
   keys = jax.random.split(jax.random.key(0), 3)
   tokens_BxT = jax.random.randint(keys[0], (s.batch_size, length), 0, s.vocab_size, jnp.int32)
   targets_BxT = jax.random.randint(keys[1], (s.batch_size, length), 0, s.vocab_size, jnp.int32)
   results, runners = {}, {}
-  for impl in baselines.impls(model, s):
+  impls = baselines.impls(model, s) if impls is None else impls
+  for impl in impls:
     row = {"model": model, "impl": impl.name, "batch_size": s.batch_size, "length": length,
            "width": s.width, "status": "ok", "reason": None}
     try:
@@ -72,7 +82,7 @@ def measure_size(model: str, length: int, s: BenchSettings) -> list[dict[str, An
     row["train_step_s"] = statistics.median(train_times[name])
     row["forward_s"] = statistics.median(forward_times[name])
     row["tokens_per_sec"] = s.batch_size * length / row["train_step_s"]
-  ours = results["ours"]
+  ours = results[impls[0].name]
   flops = ours.get("matmul_flops_per_step")
   for row in results.values():
     if row["status"] != "ok":
@@ -182,7 +192,8 @@ def run_benchmark(s: BenchSettings, runner_config: Any = None,
           row["fraction_of_roof"] = row["matmul_flops_per_sec"] / out["roof"]["flops_per_sec"]
         out["results"].append(row)
   out["compile_scaling"] = []
-  for model in (m for m in s.models if models.entry(m).settings.is_recurrent):
+  recurrent = [m for m in s.models if models.entry(m).settings.is_recurrent]
+  for model in recurrent if s.compile_lengths else ():
     log(f"{model} compile time over n={list(s.compile_lengths)}")
     row = guarded(lambda: compile_scaling(model, s))  # pylint: disable=cell-var-from-loop
     out["compile_scaling"].append({"model": model, **row})

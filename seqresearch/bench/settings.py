@@ -30,10 +30,13 @@ class BenchSettings:
     min_rep_seconds: each repetition runs enough steps to last about this long.
     variants: also time "ours" with each fast path forced to its reference form.
     torch: include PyTorch (if importable); torch_threads: its intra-op threads.
-    compile_lengths: lengths at which the recurrent models' train-step compile time is taken.
+    compile_lengths: lengths at which the recurrent models' train-step compile time is taken
+      (empty: not measured).
     runner_steps: steps of the full training run for the runner overhead (0 skips it).
     host_allocator: seqresearch.host_memory mode for the whole process (every implementation,
       PyTorch included, runs under it); 'auto' is the runner's default.
+    bfloat16: also time "ours" with compute_dtype='bfloat16', for the models whose settings
+      have that field (mixed precision); the others have no such row.
     seeds: K > 0 also times K vmapped seeds against K sequential runs of the runner config.
     device_counts: also times the runner config's steps/s on each of these device counts.
   """
@@ -54,6 +57,7 @@ class BenchSettings:
   compile_lengths: tuple[int, ...] = (64, 4096)
   runner_steps: int = 400
   host_allocator: str = "auto"
+  bfloat16: bool = False
   seeds: int = 0
   device_counts: tuple[int, ...] = ()
 

@@ -59,7 +59,7 @@ def _runner_line(r: dict[str, Any]) -> str:
           f"checkpoints ({_fmt(r['overall_ratio'], '.3f')}x)")
 
 
-def _seeds_line(r: dict[str, Any]) -> str:
+def seeds_line(r: dict[str, Any]) -> str:
   if r.get("status") == "error":
     return f"vmapped seeds: error: {r['reason']}"
   return (f"{r['num_seeds']} seeds of {r['model']} vmapped in one program: "
@@ -88,7 +88,7 @@ def format_table(results: dict[str, Any]) -> str:
   if "runner" in results:
     lines.append(_runner_line(results["runner"]))
   if "seeds_vmapped_vs_sequential" in results:
-    lines.append(_seeds_line(results["seeds_vmapped_vs_sequential"]))
+    lines.append(seeds_line(results["seeds_vmapped_vs_sequential"]))
   if "steps_per_sec_by_devices" in results:
     lines += _devices_lines(results["steps_per_sec_by_devices"])
   return "\n".join(lines)
