@@ -114,6 +114,12 @@ def test_variants_are_typed_and_build_ours_with_the_named_fields():
     allowed = set(models.registry.config_fields(name))
     for variant in baselines.impls(name, settings)[1:]:
       assert set(dict(variant.fields)) <= allowed, (name, variant)
+  # Models with a shared field get its forms timed against each other (none without it).
+  quick = BenchSettings(**{**TINY, "variants": False, "scan_forms": True})
+  for name in models.MODEL_NAMES:
+    names = {i.name for i in baselines.impls(name, quick)}
+    has_scan = "scan" in models.registry.config_fields(name)
+    assert ("ours[scan=associative]" in names) == has_scan, (name, names)
   with pytest.raises(ValueError, match="not a JAX implementation"):
     baselines.build_jax_model("gru", baselines.Impl("torch"), settings, 6, jax.random.key(0))
 

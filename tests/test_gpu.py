@@ -103,3 +103,23 @@ def test_the_batch_is_sharded_over_every_local_device_and_gives_the_same_logits(
   logits = forward(params, sharded)
   assert logits.sharding.device_set == set(jax.local_devices())
   np.testing.assert_allclose(logits, forward(params, tokens_BxT), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.gpu
+@requires_gpu
+@pytest.mark.parametrize("name", models.MODEL_NAMES)
+def test_bfloat16_forward_on_the_device_is_close_to_float32(name):
+  if "compute_dtype" not in models.registry.config_fields(name):
+    pytest.skip(f"{name}: its settings have no compute_dtype field (issue 17 item 2)")
+  entry = models.entry(name)
+  lms = [models.build_model(models.model_settings(name, **entry.tiny, compute_dtype=dtype),
+                            vocab_size=11, rngs=nnx.Rngs(0))
+         for dtype in ("float32", "bfloat16")]
+  tokens_BxT = jax.random.randint(jax.random.key(4), (4, 16), 0, 11)
+  def logits(lm):
+    graphdef, state = nnx.split(lm)
+    return jax.jit(lambda st, t: nnx.merge(graphdef, st)(t))(state, tokens_BxT)
+  logits_f32, logits_bf16 = (logits(lm) for lm in lms)
+  assert logits_bf16.dtype == jnp.float32  # the readout's logits stay float32
+  # bfloat16 keeps 8 mantissa bits: logits of a tiny model (magnitude ~1) agree to ~5e-2.
+  np.testing.assert_allclose(logits_bf16, logits_f32, atol=5e-2, rtol=5e-2)

@@ -63,6 +63,13 @@ VARIANTS: Mapping[type, tuple[Impl, ...]] = {
                                  ours(attention="vmap", mlp="autodiff")),
 }
 
+# Forms of a settings field that several model classes share, timed against each other for
+# every model whose settings have the field (e.g. a linear recurrence run by `lax.scan`, T
+# sequential steps, or by `lax.associative_scan`, O(log T) depth).
+FIELD_FORMS: Mapping[str, tuple[Impl, ...]] = {
+    "scan": (ours(scan="sequential"), ours(scan="associative")),
+}
+
 # External implementations of the same function as one of our models. A model without an
 # entry has only its own rows.
 BASELINES: Mapping[str, tuple[str, ...]] = {
@@ -75,11 +82,15 @@ GPU_ONLY = frozenset({"jax_cudnn_lstm", "jax_dpa_cudnn"})
 
 
 def impls(model: str, s: BenchSettings) -> tuple[Impl, ...]:
-  """What is timed for `model`: ours, its variants (if s.variants), its bfloat16 form (if
-  s.bfloat16 and its settings have `compute_dtype`), its baselines."""
+  """What is timed for `model`: ours; its bfloat16 form (if s.bfloat16 and its settings have
+  `compute_dtype`); the FIELD_FORMS of its fields (if s.variants or s.scan_forms); its
+  variants (if s.variants); its baselines."""
+  fields = registry.config_fields(model)
   out = [ours()]
-  if s.bfloat16 and "compute_dtype" in registry.config_fields(model):
+  if s.bfloat16 and "compute_dtype" in fields:
     out.append(ours(compute_dtype="bfloat16"))
+  if s.variants or s.scan_forms:
+    out += [form for field, forms in FIELD_FORMS.items() if field in fields for form in forms]
   if s.variants:
     out += VARIANTS.get(registry.entry(model).settings, ())
   out += [Impl(b) for b in BASELINES.get(model, ()) if s.torch or b != "torch"]

@@ -5,7 +5,9 @@ On a GPU (at most about 8 minutes on one device) it runs, each part timed and gu
   bench      `bench.py --quick` with the GPU rows (cuDNN LSTM, cuDNN attention, bfloat16
              where the models have `compute_dtype`), against the measured bfloat16 matmul roof;
   targets    the issue-17 targets at their sizes: Transformer layer model FLOP utilisation at
-             n = 4096, d = 1024; our LSTM against cuDNN's at n = 1024, B = 256, d = 1024;
+             n = 4096, d = 1024; our LSTM against cuDNN's at n = 1024, B = 256, d = 1024
+             (the bench part also times sequential against associative scan for the
+             models that have both);
   main_job   the README's main job (its config, full length), accuracy and wall time;
   seeds      K = 8 vmapped seeds against 8 sequential runs of the main job's step.
 On the CPU the same code runs at tiny sizes (a subset, under 2 minutes on an idle 2-core
@@ -58,7 +60,7 @@ class Plan:
 def plan(backend: str) -> Plan:
   """The full check on an accelerator, the tiny subset on the CPU."""
   if backend != "cpu":
-    quick = dict(QUICK, runner_steps=0, torch=False, bfloat16=True)
+    quick = dict(QUICK, runner_steps=0, torch=False, bfloat16=True, scan_forms=True)
     return Plan(bench=BenchSettings(**quick),
                 transformer_target=BenchSettings(batch_size=8, width=1024, num_heads=8,
                                                  mlp_dim=4096, lengths=(4096,), torch=False,

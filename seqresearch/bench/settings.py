@@ -37,6 +37,8 @@ class BenchSettings:
       PyTorch included, runs under it); 'auto' is the runner's default.
     bfloat16: also time "ours" with compute_dtype='bfloat16', for the models whose settings
       have that field (mixed precision); the others have no such row.
+    scan_forms: also time each form of a shared field (`baselines.FIELD_FORMS`: sequential
+      against associative scan) for the models that have it (always on with `variants`).
     seeds: K > 0 also times K vmapped seeds against K sequential runs of the runner config.
     device_counts: also times the runner config's steps/s on each of these device counts.
   """
@@ -58,6 +60,7 @@ class BenchSettings:
   runner_steps: int = 400
   host_allocator: str = "auto"
   bfloat16: bool = False
+  scan_forms: bool = False
   seeds: int = 0
   device_counts: tuple[int, ...] = ()
 
