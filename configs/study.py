@@ -95,6 +95,9 @@ SCALES = {
             "widths": (4, 8, 16, 32, 64),  # d for the sweep over d
             "crossover_widths": (8, 16),  # d at which the crossover n* is located
             "depth_lengths": (8, 16, 32),  # n for sequential and dataflow depth
+            # Path length t-k -> t: n and width of the (element-wise interpreted) programs.
+            "path_length_n": 16,
+            "path_length_width": 8,
         },
     },
     "quick": {
@@ -151,6 +154,9 @@ SCALES = {
             "widths": (16, 32, 64, 128, 256, 512, 1024),
             "crossover_widths": (16, 32, 64, 128),
             "depth_lengths": (16, 32, 64, 128, 256),
+            # Path length t-k -> t: n and width of the (element-wise interpreted) programs.
+            "path_length_n": 32,
+            "path_length_width": 8,
         },
     },
     "full": {
@@ -205,6 +211,9 @@ SCALES = {
             "widths": (16, 32, 64, 128, 256, 512, 1024, 2048),
             "crossover_widths": (16, 32, 64, 128, 256, 512),
             "depth_lengths": (16, 32, 64, 128, 256, 512, 1024),
+            # Path length t-k -> t: n and width of the (element-wise interpreted) programs.
+            "path_length_n": 64,
+            "path_length_width": 8,
         },
     },
 }

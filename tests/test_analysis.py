@@ -330,3 +330,41 @@ def test_power_law_and_exponential_fits_recover_known_parameters():
   assert fits.fit_exponential(xs, ys) == (pytest.approx(-0.3), pytest.approx(2.0))
   with pytest.raises(ValueError, match="positive"):
     fits.fit_power_law([1.0, 2.0], [1.0, -1.0])
+
+
+# ---------------------------------------------------------------- path length (Table 1)
+
+
+def _concrete_program(program):
+  from seqresearch.analysis import path_length
+  fn, (params, x) = program
+  return fn, path_length.concrete(params), jax.random.normal(jax.random.key(0), x.shape)
+
+
+def test_path_length_grows_with_distance_through_a_recurrence_not_through_attention():
+  from seqresearch.analysis import path_length
+  ks = [1, 2, 4, 8, 15]
+  rnn = path_length.path_length_by_distance(
+      *_concrete_program(lc.recurrent_layer_program("rnn", 16, 4)), ks)
+  attention = path_length.path_length_by_distance(
+      *_concrete_program(lc.attention_layer_program(16, 4)), ks)
+  # One cell step per position: the same number of operations added per step of k.
+  steps = np.diff(rnn) / np.diff(ks)
+  assert np.all(steps == steps[0]) and steps[0] >= 1
+  assert len(set(attention)) == 1 and attention[0] < rnn[1]  # one hop at every distance
+  # Causal: output 0 does not depend on input 5; an associative scan's path stays short.
+  lengths = path_length.path_lengths(*_concrete_program(lc.attention_layer_program(16, 4)), 5)
+  assert np.isinf(lengths[:5]).all() and np.isfinite(lengths[5:]).all()
+  scan = lambda p, x: jax.lax.associative_scan(jnp.add, x, axis=1)  # noqa: E731
+  assoc = path_length.path_length_by_distance(scan, {}, jnp.ones((1, 16, 2)), ks)
+  assert max(assoc) < 2 * math.log2(16) + 2
+
+
+def test_path_length_counts_a_matmul_once_and_moves_counts_with_the_data():
+  from seqresearch.analysis import path_length
+  x = jnp.ones((1, 4, 2))
+  shift = lambda p, x: jnp.roll(x, 1, axis=1) @ p["w"]  # noqa: E731
+  lengths = path_length.path_lengths(shift, {"w": jnp.ones((2, 2))}, x, 1)
+  assert lengths.tolist() == [np.inf, np.inf, 1.0, np.inf]  # moved one position, one matmul
+  cumulative = path_length.path_lengths(lambda p, x: jnp.cumsum(x, axis=1), {}, x, 1)
+  assert cumulative.tolist() == [np.inf, 1.0, 1.0, 1.0]

@@ -203,6 +203,12 @@ def test_complexity_counts_match_table_1_on_small_sizes(tmp_path):
   assert results["crossover"]["lstm"]["matmul"] == [17, 33]  # first n above (G - 2)·d
   assert results["depths"]["lstm"]["sequential"] == results["depth_lengths"]
   assert results["depths"]["attention"]["sequential"] == [1, 1, 1]
+  # Path length as defined (fewest operations from t-k to t): constant for attention,
+  # growing by the same number of operations per step through a recurrence.
+  paths = results["path_length"]
+  assert paths["attention"]["constant"]
+  assert not paths["lstm"]["constant"] and paths["lstm"]["slope"] >= 1
+  assert results["models"]["transformer"]["path_length"]["constant"]
   # Every model of the scale has its own row, measured on the model as built.
   assert set(results["models"]) == set(study_config.study_models("smoke"))
   assert results["models"]["rnn"]["depths"]["sequential"] == results["depth_lengths"]
