@@ -141,11 +141,69 @@ def _transformer_value_and_grads(causal: bool, **fields):
 @pytest.mark.parametrize("causal", [True, False])
 def test_transformer_fast_paths_equal_the_reference(causal):
   reference = _transformer_value_and_grads(causal, attention="vmap", mlp="autodiff")
-  fast = [dict(attention="chunked", mlp="custom_vjp")]
-  if causal:  # bidirectional 'chunked' is the 'xla' form: once is enough
-    fast += [dict(attention="xla", mlp="autodiff")]
+  fast = [dict(attention="xla", mlp="custom_vjp")]
+  if causal:  # 'chunked' is causal only (bidirectional: refused, tested below)
+    fast += [dict(attention="chunked", mlp="custom_vjp"), dict(attention="xla", mlp="autodiff")]
   for fields in fast:
     _close(_transformer_value_and_grads(causal, **fields), reference)
+
+
+def test_chunked_attention_refuses_bidirectional_instead_of_silently_using_xla():
+  with pytest.raises(ValueError, match=r"model.attention='chunked': computes causal attention "
+                                       r"only, but model.causal=False"):
+    TransformerSettings(attention="chunked", causal=False)
+  # 'auto' never resolves to the causal-only form for a bidirectional model.
+  assert TransformerSettings(causal=False).resolved("cpu").attention == "xla"
+  assert TransformerSettings(causal=True).resolved("cpu").attention == "chunked"
+  layer = attention.MultiHeadAttention(8, 2, implementation="chunked", rngs=nnx.Rngs(0))
+  with pytest.raises(ValueError, match="computes causal attention only, but causal=False"):
+    layer(jnp.ones((1, 4, 8)), causal=False)
+
+
+def _mha_value_and_grads(implementation: str, window: int | None, mask, t: int = 13):
+  """Outputs of one MultiHeadAttention (causal, `mask`) and the pullback of random
+  cotangents to its parameters and inputs."""
+  layer = attention.MultiHeadAttention(8, 2, implementation=implementation, window=window,
+                                       rngs=nnx.Rngs(0))
+  graphdef, params = nnx.split(layer)
+  x_BxTxD = jax.random.normal(jax.random.key(1), (2, t, 8))
+
+  def run(params, x_BxTxD):
+    fn = lambda p, x: nnx.merge(graphdef, p)(x, mask, causal=True)  # noqa: E731
+    out, pullback = jax.vjp(fn, params, x_BxTxD)
+    return out, pullback(_random_like(out, jax.random.key(2)))
+
+  return jax.jit(run)(params, x_BxTxD)
+
+
+@pytest.mark.parametrize("window", [None, 1, 4, 20])
+def test_every_attention_implementation_equals_the_reference_with_masks_and_windows(window):
+  """Causal, with and without a per-example padding mask (a query left with no key among
+  them), with and without a local window (13 positions: uneven blocks of 4)."""
+  valid_BxT = jnp.ones((2, 13), bool).at[0, 0].set(False).at[1, 5:9].set(False)
+  impls = ["xla", "blocked"] if window is not None else ["chunked", "xla"]
+  for mask in (None, attention.padding_mask(valid_BxT)):
+    reference = _mha_value_and_grads("vmap", window, mask)
+    for impl in impls:
+      _close(_mha_value_and_grads(impl, window, mask), reference)
+
+
+def test_local_attention_blocked_model_equals_the_band_masked_reference():
+  def run(impl):
+    model = build_model(model_settings("local_attention", d_model=8, num_heads=2, num_layers=2,
+                                       mlp_dim=16, max_len=64, window=5, attention=impl),
+                        vocab_size=5, rngs=nnx.Rngs(0))
+    graphdef, params = nnx.split(model)
+    tokens = jax.random.randint(jax.random.key(1), (2, 23), 0, 5)
+    loss = lambda p: jnp.mean(nnx.merge(graphdef, p)(tokens)[..., 0])  # noqa: E731
+    return jax.jit(jax.value_and_grad(loss))(params)
+
+  _close(run("blocked"), run("vmap"))
+  assert model_settings("local_attention").resolved("gpu").attention == "blocked"
+  with pytest.raises(ValueError, match="model.causal=False: local attention is causal"):
+    model_settings("local_attention", causal=False)
+  with pytest.raises(ValueError, match="model.attention='chunked'.*for local attention"):
+    model_settings("local_attention", attention="chunked")
 
 
 def test_chunked_causal_attention_equals_masked_attention_for_any_chunking():

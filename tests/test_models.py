@@ -178,6 +178,37 @@ def test_multi_head_attention_equals_jax_dot_product_attention():
       assert jnp.all(jnp.where(allowed, w_BxHxTxT, 1.0) > 0.0)
 
 
+_IMPLEMENTATIONS = [("vmap", None), ("chunked", None), ("xla", None), ("vmap", 3),
+                    ("blocked", 3), ("xla", 3)]
+if jax.default_backend() == "gpu":
+  _IMPLEMENTATIONS.append(("cudnn", None))
+
+
+@pytest.mark.parametrize("implementation,window", _IMPLEMENTATIONS)
+def test_a_query_with_no_allowed_key_outputs_zero_and_passes_no_gradient(implementation, window):
+  """Issue 14 item 4: a padding mask that leaves query 0 no key (causal, key 0 padded) gave it
+  uniform weights over all keys, future ones included."""
+  b, t, d = 2, 6, 8
+  layer = attention.MultiHeadAttention(d, 2, implementation=implementation, window=window,
+                                       rngs=nnx.Rngs(0))
+  valid_BxT = jnp.ones((b, t), bool).at[:, 0].set(False)
+  mask = attention.padding_mask(valid_BxT)
+  x_BxTxD = jax.random.normal(jax.random.key(1), (b, t, d))
+  changed = x_BxTxD.at[:, 3:].set(jax.random.normal(jax.random.key(2), (b, t - 3, d)))
+  out0 = lambda x: layer(x, mask, causal=True)[:, 0]  # noqa: E731
+  bias_D = layer.out_proj.bias[...]
+  # Zero attention output: the layer's output there is its output projection's bias alone.
+  _close(out0(x_BxTxD), jnp.broadcast_to(bias_D, (b, d)))
+  _close(out0(changed), out0(x_BxTxD))  # the future does not move it
+  grad = jax.grad(lambda x: out0(x).sum())(x_BxTxD)
+  np.testing.assert_array_equal(grad, 0.0)
+  # The other queries still attend (to their allowed keys): not zeroed.
+  assert jnp.all(jnp.abs(layer(x_BxTxD, mask, causal=True)[:, 1:] - bias_D).sum(-1) > 0.0)
+  if implementation == "vmap":  # and the weights of that row are zero, not uniform
+    _, w_BxHxTxT = layer(x_BxTxD, mask, return_weights=True, causal=True)
+    np.testing.assert_array_equal(w_BxHxTxT[:, :, 0], 0.0)
+
+
 def test_transformer_returns_causal_attention_weights_per_layer():
   model = _model("transformer")
   tokens = _tokens(2, 6)
@@ -278,7 +309,8 @@ def test_jitted_chunked_recurrent_evaluation_traces_once():
 def test_model_settings_dispatch_and_errors():
   assert model_settings("gru", hidden_size=3) == RecurrentSettings(cell="gru", hidden_size=3)
   assert model_settings("transformer") == TransformerSettings()
-  assert set(MODEL_NAMES) == {"rnn", "lstm", "gru", "transformer"}
+  # The table grows (each new model is one entry); these are the essay's four.
+  assert {"rnn", "lstm", "gru", "transformer"} <= set(MODEL_NAMES)
   with pytest.raises(ValueError, match=r"model.name='xyz': must be one of \('rnn'"):
     model_settings("xyz")
   with pytest.raises(ValueError, match=r"model.d_model.*allowed fields: \('embed_dim'"):

@@ -10,13 +10,19 @@ Every model maps int32 tokens_BxT to float32 logits_BxTxV, and splits as
 from __future__ import annotations
 
 from seqresearch.models.config import RecurrentSettings, TransformerSettings
+from seqresearch.models.conv import ConvSettings
+from seqresearch.models.local_attention import LocalAttentionSettings
+from seqresearch.models.lru import LRUSettings
+from seqresearch.models.minrnn import MinRNNSettings
 from seqresearch.models.recurrent import RecurrentLM
+from seqresearch.models.s6 import S6Settings
 from seqresearch.models.registry import (MODEL_NAMES, MODELS, ModelEntry, build_model, entry,
                                          model_config, model_settings, name_of, names)
 from seqresearch.models.transformer import TransformerLM
 
 __all__ = [
-    "MODELS", "MODEL_NAMES", "ModelEntry", "RecurrentLM", "RecurrentSettings", "TransformerLM",
-    "TransformerSettings", "build_model", "entry", "model_config", "model_settings", "name_of",
-    "names",
+    "ConvSettings", "LRUSettings", "LocalAttentionSettings", "MODELS", "MODEL_NAMES",
+    "MinRNNSettings", "ModelEntry", "RecurrentLM", "RecurrentSettings", "S6Settings",
+    "TransformerLM", "TransformerSettings", "build_model", "entry", "model_config",
+    "model_settings", "name_of", "names",
 ]

@@ -9,20 +9,45 @@ The per-head arrays are laid out BxTxHxK, which is `jax.nn.dot_product_attention
 from __future__ import annotations
 
 import math
+from typing import Literal, overload
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-# Finite (a fully-masked row then gets uniform weights, not NaN) and with head-room so that
-# subtracting the row max inside softmax cannot overflow; exp() of it underflows to exactly
-# 0, so masked positions get exactly zero weight and exactly zero gradient.
+# Finite and with head-room so that subtracting the row max inside softmax cannot overflow;
+# exp() of it underflows to exactly 0, so masked positions get exactly zero weight and exactly
+# zero gradient.
 _MASK_VALUE = -0.7 * float(jnp.finfo(jnp.float32).max)
 
 
-def causal_mask(length: int) -> jax.Array:
-  """mask_TxT bool: True where query t may attend to key s, i.e. s <= t."""
-  return jnp.tril(jnp.ones((length, length), dtype=bool))
+def masked_softmax(logits: jax.Array, allowed: jax.Array | None) -> jax.Array:
+  """softmax over the last axis where `allowed` (bool, broadcastable), in float32.
+
+  A row with no allowed key gets all-zero weights (so the attention output there is zero and
+  no gradient flows through it), not the uniform weights over every key, future ones
+  included, that softmax of an all-masked row would give.
+  """
+  if allowed is None:
+    return jax.nn.softmax(logits, axis=-1)
+  w = jax.nn.softmax(jnp.where(allowed, logits, _MASK_VALUE), axis=-1)
+  return jnp.where(jnp.any(allowed, axis=-1, keepdims=True), w, 0.0)
+
+
+def _zero_rows_without_keys(out_BxTxHxK: jax.Array, allowed_BxTxS: jax.Array) -> jax.Array:
+  """Zeroes (value and gradient) the outputs of queries whose mask allows no key."""
+  has_key_BxT = jnp.any(allowed_BxTxS, axis=-1)
+  return jnp.where(has_key_BxT[:, :, None, None], out_BxTxHxK, 0.0).astype(out_BxTxHxK.dtype)
+
+
+def causal_mask(length: int, window: int | None = None) -> jax.Array:
+  """mask_TxT bool: True where query t may attend to key s, i.e. s <= t (and, with a
+  window r, t - r < s: the r most recent positions, itself included)."""
+  t_T1, s_1T = jnp.arange(length)[:, None], jnp.arange(length)[None, :]
+  allowed = s_1T <= t_T1
+  if window is not None:
+    allowed &= s_1T > t_T1 - window
+  return allowed
 
 
 def padding_mask(valid_BxS: jax.Array, num_queries: int | None = None) -> jax.Array:
@@ -49,13 +74,12 @@ def dot_product_attention_head(q_TxK: jax.Array, k_SxK: jax.Array, v_SxK: jax.Ar
     mask_TxS: bool, True where attention is allowed; None allows everything.
 
   Returns:
-    (out_TxK in v's dtype, w_TxS float32 attention weights, rows summing to 1).
+    (out_TxK in v's dtype, w_TxS float32 attention weights): rows sum to 1, except rows
+    whose mask allows no key, which are zero (output zero, zero gradient).
   """
   scale = 1.0 / math.sqrt(q_TxK.shape[-1])
   logits_TxS = (q_TxK.astype(jnp.float32) @ k_SxK.astype(jnp.float32).T) * scale
-  if mask_TxS is not None:
-    logits_TxS = jnp.where(mask_TxS, logits_TxS, _MASK_VALUE)
-  w_TxS = jax.nn.softmax(logits_TxS, axis=-1)
+  w_TxS = masked_softmax(logits_TxS, mask_TxS)
   out_TxK = w_TxS @ v_SxK.astype(jnp.float32)
   return out_TxK.astype(v_SxK.dtype), w_TxS
 
@@ -79,7 +103,7 @@ def multi_head_attention(q_BxTxHxK: jax.Array, k_BxSxHxK: jax.Array, v_BxSxHxK: 
   return batched(q_BxTxHxK, k_BxSxHxK, v_BxSxHxK, mask)
 
 
-ATTENTION_IMPLEMENTATIONS = ("vmap", "chunked", "xla", "cudnn")
+ATTENTION_IMPLEMENTATIONS = ("vmap", "chunked", "xla", "cudnn", "blocked")
 
 
 def _causal_chunks(length: int) -> int:
@@ -89,12 +113,15 @@ def _causal_chunks(length: int) -> int:
 
 
 def chunked_causal_attention(q_BxTxHxK: jax.Array, k_BxTxHxK: jax.Array,
-                             v_BxTxHxK: jax.Array, num_chunks: int) -> jax.Array:
+                             v_BxTxHxK: jax.Array, num_chunks: int,
+                             mask: jax.Array | None = None) -> jax.Array:
   """Causal self-attention computed per query chunk against its key prefix only.
 
-  Same value as `multi_head_attention` with `causal_mask(T)`: chunk [lo, hi) of the queries
-  attends to keys [0, hi), so the keys after the chunk (masked anyway) are never touched.
-  This skips about half of the T x T work and memory, and keeps each chunk's logits small.
+  Same value as `multi_head_attention` with `causal_mask(T) & mask`: chunk [lo, hi) of the
+  queries attends to keys [0, hi), so the keys after the chunk (masked anyway) are never
+  touched. This skips about half of the T x T work and memory, and keeps each chunk's
+  logits small. `mask` (None, mask_TxT or mask_BxTxT) further restricts the keys; a query
+  left with none outputs zero.
 
   Returns:
     out_BxTxHxK in v's dtype.
@@ -116,11 +143,59 @@ def chunked_causal_attention(q_BxTxHxK: jax.Array, k_BxTxHxK: jax.Array,
     k_prefix = jnp.concatenate(k_blocks[:i + 1], axis=2) if i else k_blocks[0]
     v_prefix = jnp.concatenate(v_blocks[:i + 1], axis=2) if i else v_blocks[0]
     logits_BxHxCxS = jnp.einsum("bhck,bhsk->bhcs", q_blocks[i], k_prefix)
-    allowed_CxS = (lo + jnp.arange(c))[:, None] >= jnp.arange(hi)[None, :]
-    w_BxHxCxS = jax.nn.softmax(jnp.where(allowed_CxS, logits_BxHxCxS, _MASK_VALUE), axis=-1)
+    allowed = (lo + jnp.arange(c))[:, None] >= jnp.arange(hi)[None, :]  # CxS
+    if mask is not None:  # BxCxS (or CxS) -> Bx1xCxS, shared by the heads
+      allowed = allowed & (mask[..., lo:hi, :hi] if mask.ndim == 2 else mask[:, None, lo:hi, :hi])
+    w_BxHxCxS = masked_softmax(logits_BxHxCxS, allowed)
     outs.append(jnp.einsum("bhcs,bhsk->bhck", w_BxHxCxS, v_prefix))
   out_BxHxTxK = jnp.concatenate(outs, axis=2) if len(outs) > 1 else outs[0]
   return jnp.swapaxes(out_BxHxTxK, 1, 2).astype(v_BxTxHxK.dtype)
+
+
+def local_causal_attention(q_BxTxHxK: jax.Array, k_BxTxHxK: jax.Array, v_BxTxHxK: jax.Array,
+                           window: int, mask: jax.Array | None = None) -> jax.Array:
+  """Restricted causal self-attention (Vaswani et al. 2017, Table 1 row 4) in O(T * r) memory.
+
+  Query t attends to keys t - r < s <= t (r = `window`), the same value as
+  `multi_head_attention` with `causal_mask(T, r) & mask`, without forming any T x T array:
+  the queries are cut into blocks of r, and block j attends to key blocks j - 1 and j only
+  (2r keys). Work and memory are O(T * r * K) per head.
+
+  Args:
+    q_BxTxHxK, k_BxTxHxK, v_BxTxHxK: per-head queries, keys, values.
+    window: r >= 1.
+    mask: None, mask_TxT or mask_BxTxT further restricting the keys (gathered per block,
+      O(T * r)); a query left with no key outputs zero.
+
+  Returns:
+    out_BxTxHxK in v's dtype.
+  """
+  b, t, h, k_dim = q_BxTxHxK.shape
+  r = window
+  nb = -(-t // r)  # blocks; the padded tail's keys come after every real query: never allowed
+  def blocks(a_BxTxHxK: jax.Array) -> jax.Array:  # BxNxRxHxK, zero-padded to N * r
+    a = jnp.pad(a_BxTxHxK.astype(jnp.float32), ((0, 0), (0, nb * r - t), (0, 0), (0, 0)))
+    return a.reshape(b, nb, r, h, k_dim)
+
+  q_BxNxRxHxK = blocks(q_BxTxHxK) * (1.0 / math.sqrt(k_dim))
+  k_BxNxRxHxK, v_BxNxRxHxK = blocks(k_BxTxHxK), blocks(v_BxTxHxK)
+  # Keys of block j: blocks j - 1 (zeros before the start) and j.
+  prev = lambda a: jnp.pad(a, ((0, 0), (1, 0), (0, 0), (0, 0), (0, 0)))[:, :-1]  # noqa: E731
+  k_BxNx2RxHxK = jnp.concatenate([prev(k_BxNxRxHxK), k_BxNxRxHxK], axis=2)
+  v_BxNx2RxHxK = jnp.concatenate([prev(v_BxNxRxHxK), v_BxNxRxHxK], axis=2)
+  logits = jnp.einsum("bnqhk,bnshk->bnhqs", q_BxNxRxHxK, k_BxNx2RxHxK)
+  t_NxR = jnp.arange(nb)[:, None] * r + jnp.arange(r)[None, :]  # query positions
+  s_Nx2R = jnp.arange(nb)[:, None] * r - r + jnp.arange(2 * r)[None, :]  # key positions
+  diff_NxRx2R = t_NxR[:, :, None] - s_Nx2R[:, None, :]
+  allowed = (diff_NxRx2R >= 0) & (diff_NxRx2R < r) & (s_Nx2R[:, None, :] >= 0)
+  allowed = allowed[:, None]  # Nx1xRx2R: shared by the heads
+  if mask is not None:
+    rows, cols = jnp.minimum(t_NxR, t - 1), jnp.clip(s_Nx2R, 0, t - 1)
+    m = mask if mask.ndim == 3 else mask[None]
+    allowed = allowed & m[:, rows[:, :, None], cols[:, None, :]][:, :, None]
+  w = masked_softmax(logits, allowed)
+  out_BxNxRxHxK = jnp.einsum("bnhqs,bnshk->bnqhk", w, v_BxNx2RxHxK)
+  return out_BxNxRxHxK.reshape(b, nb * r, h, k_dim)[:, :t].astype(v_BxTxHxK.dtype)
 
 
 class MultiHeadAttention(nnx.Module):
@@ -129,20 +204,30 @@ class MultiHeadAttention(nnx.Module):
   The fused projection's 3D outputs are laid out as (3, H, K): [q heads | k heads | v heads].
   `implementation` chooses how the heads are computed when no weights are asked for (same
   values; see ATTENTION_IMPLEMENTATIONS): 'vmap' the reference single head vmapped over heads
-  and batch, 'chunked' `chunked_causal_attention`, 'xla' / 'cudnn' `jax.nn.dot_product_attention`
-  ('cudnn' on GPU, computing in bfloat16: close to, not equal to, the float32 reference).
+  and batch, 'chunked' `chunked_causal_attention` (causal only: anything else raises),
+  'xla' / 'cudnn' `jax.nn.dot_product_attention` ('cudnn' on GPU, computing in bfloat16:
+  close to, not equal to, the float32 reference), 'blocked' `local_causal_attention` (needs a
+  window). With `window` r, query t attends to the r most recent positions only (restricted
+  self-attention); causal must then be True. In every implementation a query whose mask
+  leaves no key outputs zero and passes zero gradient.
   """
 
   def __init__(self, d_model: int, num_heads: int, *, implementation: str = "vmap",
-               rngs: nnx.Rngs):
+               window: int | None = None, rngs: nnx.Rngs):
     if d_model % num_heads:
       raise ValueError(f"num_heads={num_heads} must divide d_model={d_model}.")
     if implementation not in ATTENTION_IMPLEMENTATIONS:
       raise ValueError(f"implementation={implementation!r}: must be one of "
                        f"{ATTENTION_IMPLEMENTATIONS}.")
+    if implementation == "blocked" and window is None:
+      raise ValueError("implementation='blocked' is local attention: it needs a window.")
+    if window is not None and implementation not in ("vmap", "blocked", "xla"):
+      raise ValueError(f"implementation={implementation!r} with window={window}: local "
+                       "attention runs as 'vmap', 'blocked' or 'xla'.")
     self.num_heads = num_heads
     self.head_dim = d_model // num_heads
     self.implementation = implementation
+    self.window = window
     self.qkv_proj = nnx.Linear(d_model, 3 * d_model, rngs=rngs)
     self.out_proj = nnx.Linear(d_model, d_model, rngs=rngs)
 
@@ -155,9 +240,16 @@ class MultiHeadAttention(nnx.Module):
     return tuple((x_BxTxD @ kernel_Dx3xD[:, i] + bias_3xD[i]).reshape(
         b, t, self.num_heads, self.head_dim) for i in range(3))
 
-  def __call__(self, x_BxTxD: jax.Array, mask: jax.Array | None = None,
-               return_weights: bool = False, *, causal: bool = False
-               ) -> jax.Array | tuple[jax.Array, jax.Array]:
+  @overload
+  def __call__(self, x_BxTxD: jax.Array, mask: jax.Array | None = ...,
+               return_weights: Literal[False] = ..., *, causal: bool = ...) -> jax.Array: ...
+
+  @overload
+  def __call__(self, x_BxTxD: jax.Array, mask: jax.Array | None = ...,
+               return_weights: Literal[True] = ..., *, causal: bool = ...
+               ) -> tuple[jax.Array, jax.Array]: ...
+
+  def __call__(self, x_BxTxD, mask=None, return_weights=False, *, causal=False):
     """Args:
       x_BxTxD: inputs.
       mask: None, mask_TxT or mask_BxTxT (bool, True = may attend).
@@ -166,33 +258,57 @@ class MultiHeadAttention(nnx.Module):
 
     Returns:
       out_BxTxD, or (out_BxTxD, w_BxHxTxT) when return_weights.
+
+    Raises:
+      ValueError: 'chunked' or a window without causal=True (they compute causal attention
+        only; choose 'vmap' or 'xla' for bidirectional attention).
     """
     b, t, d = x_BxTxD.shape
-    impl = self.implementation
-    if return_weights or mask is not None or impl == "vmap":
+    impl = "vmap" if return_weights else self.implementation
+    if not causal and (impl == "chunked" or self.window is not None):
+      raise ValueError(f"attention={self.implementation!r}"
+                       f"{'' if self.window is None else f' with window={self.window}'}: "
+                       "computes causal attention only, but causal=False; use 'vmap' or 'xla'.")
+    w_BxHxTxT = None
+    if impl == "vmap":
       qkv_BxTx3xHxK = self.qkv_proj(x_BxTxD).reshape(b, t, 3, self.num_heads, self.head_dim)
       q_BxTxHxK, k_BxTxHxK, v_BxTxHxK = (qkv_BxTx3xHxK[:, :, i] for i in range(3))
       if causal:
-        mask = causal_mask(t) if mask is None else mask & causal_mask(t)
+        band = causal_mask(t, self.window)
+        mask = band if mask is None else mask & band
       out_BxTxHxK, w_BxHxTxT = multi_head_attention(q_BxTxHxK, k_BxTxHxK, v_BxTxHxK, mask)
     else:
-      w_BxHxTxT = None
       q_BxTxHxK, k_BxTxHxK, v_BxTxHxK = self._project(x_BxTxD)
       if impl == "chunked":
-        chunks = _causal_chunks(t) if causal else 1
-        if causal:
-          out_BxTxHxK = chunked_causal_attention(q_BxTxHxK, k_BxTxHxK, v_BxTxHxK, chunks)
-        else:  # nothing to skip: the batched-head einsum form
-          out_BxTxHxK = jax.nn.dot_product_attention(q_BxTxHxK, k_BxTxHxK, v_BxTxHxK,
-                                                     implementation="xla")
-      elif impl == "xla":
-        out_BxTxHxK = jax.nn.dot_product_attention(q_BxTxHxK, k_BxTxHxK, v_BxTxHxK,
-                                                   is_causal=causal, implementation="xla")
-      else:  # cuDNN's fused attention takes 16-bit inputs only
-        out_BxTxHxK = jax.nn.dot_product_attention(
-            *(a.astype(jnp.bfloat16) for a in (q_BxTxHxK, k_BxTxHxK, v_BxTxHxK)),
-            is_causal=causal, implementation="cudnn").astype(v_BxTxHxK.dtype)
+        out_BxTxHxK = chunked_causal_attention(q_BxTxHxK, k_BxTxHxK, v_BxTxHxK,
+                                               _causal_chunks(t), mask)
+      elif impl == "blocked":
+        out_BxTxHxK = local_causal_attention(q_BxTxHxK, k_BxTxHxK, v_BxTxHxK, self.window, mask)
+      else:
+        out_BxTxHxK = self._dot_product_attention(impl, q_BxTxHxK, k_BxTxHxK, v_BxTxHxK, mask,
+                                                  causal)
     out_BxTxD = self.out_proj(out_BxTxHxK.reshape(b, t, d))
     if return_weights:
       return out_BxTxD, w_BxHxTxT
     return out_BxTxD
+
+  def _dot_product_attention(self, impl: str, q_BxTxHxK: jax.Array, k_BxTxHxK: jax.Array,
+                             v_BxTxHxK: jax.Array, mask: jax.Array | None,
+                             causal: bool) -> jax.Array:
+    """`jax.nn.dot_product_attention` ('xla' or 'cudnn'), rows without a key zeroed."""
+    window = None if self.window is None else (self.window - 1, 0)
+    mask_Bx1xTxS = None if mask is None else (
+        mask[:, None] if mask.ndim == 3 else mask[None, None])
+    args = (q_BxTxHxK, k_BxTxHxK, v_BxTxHxK)
+    if impl == "cudnn":  # cuDNN's fused attention takes 16-bit inputs only
+      args = tuple(a.astype(jnp.bfloat16) for a in args)
+    out_BxTxHxK = jax.nn.dot_product_attention(
+        *args, mask=mask_Bx1xTxS, is_causal=causal, local_window_size=window,
+        implementation=impl).astype(v_BxTxHxK.dtype)
+    if mask is None:  # causal rows always keep their own key
+      return out_BxTxHxK
+    t = q_BxTxHxK.shape[1]
+    allowed = mask if mask.ndim == 3 else mask[None]  # BxTxS or 1xTxS
+    if causal:
+      allowed = allowed & causal_mask(t, self.window)
+    return _zero_rows_without_keys(out_BxTxHxK, allowed)

@@ -11,7 +11,9 @@ from typing import ClassVar, Literal
 
 import jax
 
-RECURRENT_CELLS = ("rnn", "lstm", "gru")
+from seqresearch.models.cells import CELLS
+
+RECURRENT_CELLS = tuple(CELLS)
 POS_ENCODINGS = ("sinusoidal", "learned", "none")
 WEIGHT_GRADS = ("auto", "autodiff", "batched")
 ATTENTION = ("auto", "vmap", "chunked", "xla", "cudnn")
@@ -33,7 +35,8 @@ TRANSFORMER_AUTO = {
 }
 
 
-def _check_positive(obj: object, *names: str) -> None:
+def check_positive(obj: object, *names: str) -> None:
+  """Raises ValueError naming `model.<name>` unless each field is an integer >= 1."""
   for name in names:
     value = getattr(obj, name)
     # bool is an int subclass: `unroll=True` would silently mean a full unroll.
@@ -41,7 +44,8 @@ def _check_positive(obj: object, *names: str) -> None:
       raise ValueError(f"model.{name}={value!r}: must be an integer >= 1.")
 
 
-def _check_bool(obj: object, *names: str) -> None:
+def check_bool(obj: object, *names: str) -> None:
+  """Raises ValueError naming `model.<name>` unless each field is a bool."""
   for name in names:
     value = getattr(obj, name)
     if not isinstance(value, bool):
@@ -72,6 +76,7 @@ class RecurrentSettings:
   """
 
   is_recurrent: ClassVar[bool] = True
+  final_norm: ClassVar[bool] = False  # RecurrentLM: no LayerNorm before the readout
 
   cell: Literal["rnn", "lstm", "gru"] = "lstm"
   embed_dim: int = 64
@@ -87,11 +92,11 @@ class RecurrentSettings:
   def __post_init__(self) -> None:
     if self.cell not in RECURRENT_CELLS:
       raise ValueError(f"model.cell={self.cell!r}: must be one of {RECURRENT_CELLS}.")
-    _check_positive(self, "embed_dim", "hidden_size", "num_layers", "unroll")
+    check_positive(self, "embed_dim", "hidden_size", "num_layers", "unroll")
     if isinstance(self.hoist_input, str) and self.hoist_input.lower() in ("true", "false"):
       object.__setattr__(self, "hoist_input", self.hoist_input.lower() == "true")  # frozen
     if self.hoist_input != "auto":
-      _check_bool(self, "hoist_input")
+      check_bool(self, "hoist_input")
     if self.weight_grads not in WEIGHT_GRADS:
       raise ValueError(
           f"model.weight_grads={self.weight_grads!r}: must be one of {WEIGHT_GRADS}.")
@@ -123,10 +128,11 @@ class TransformerSettings:
       'learned' allocates a table of this size). Extrapolation runs set it to the eval length.
     causal: position t attends to positions <= t only (False: bidirectional).
     attention: how the heads are computed ('auto': the backend's fastest, TRANSFORMER_AUTO):
-      'vmap' (the reference: one head vmapped over heads and batch), 'chunked' (causal:
-      per query chunk against its key prefix, skipping the masked half), 'xla' / 'cudnn'
-      (`jax.nn.dot_product_attention`; 'cudnn' needs a GPU and computes in bfloat16).
-      Asking for the attention weights always uses 'vmap'.
+      'vmap' (the reference: one head vmapped over heads and batch), 'chunked' (causal
+      only: per query chunk against its key prefix, skipping the masked half), 'xla' /
+      'cudnn' (`jax.nn.dot_product_attention`; 'cudnn' needs a GPU and computes in
+      bfloat16). Asking for the attention weights always uses 'vmap'. 'auto' with
+      causal=False never resolves to 'chunked' (it resolves to 'xla' instead).
     mlp: the MLP's gradient: 'autodiff', 'custom_vjp' (hand-written: fewer and smaller
       temporaries) or 'auto' (the backend's faster one). Same values.
   """
@@ -148,18 +154,28 @@ class TransformerSettings:
       raise ValueError(f"model.mlp={self.mlp!r}: must be one of {MLP}.")
     if self.attention not in ATTENTION:
       raise ValueError(f"model.attention={self.attention!r}: must be one of {ATTENTION}.")
-    _check_positive(self, "d_model", "num_heads", "num_layers", "mlp_dim", "max_len")
-    _check_bool(self, "causal")
+    check_positive(self, "d_model", "num_heads", "num_layers", "mlp_dim", "max_len")
+    check_bool(self, "causal")
     if self.d_model % self.num_heads:
       raise ValueError(
           f"model.num_heads={self.num_heads}: must divide model.d_model={self.d_model} "
           f"(allowed: {[h for h in range(1, self.d_model + 1) if self.d_model % h == 0]}).")
     if self.pos_encoding not in POS_ENCODINGS:
       raise ValueError(f"model.pos_encoding={self.pos_encoding!r}: must be one of {POS_ENCODINGS}.")
+    if self.attention == "chunked" and not self.causal:
+      raise ValueError("model.attention='chunked': computes causal attention only, but "
+                       "model.causal=False; use 'auto', 'vmap' or 'xla'.")
+
+  @property
+  def attention_window(self) -> int | None:
+    """Keys a query may attend to, itself included (None: every earlier one)."""
+    return None
 
   def resolved(self, backend: str | None = None) -> TransformerSettings:
     """These settings with 'auto' replaced by `backend`'s choice (default: JAX's)."""
-    auto = TRANSFORMER_AUTO.get(backend or jax.default_backend(), TRANSFORMER_AUTO["cpu"])
+    auto = dict(TRANSFORMER_AUTO.get(backend or jax.default_backend(), TRANSFORMER_AUTO["cpu"]))
+    if not self.causal and auto["attention"] == "chunked":  # causal only: nothing to skip
+      auto["attention"] = "xla"
     return dataclasses.replace(
         self, **{k: v for k, v in auto.items() if getattr(self, k) == "auto"})
 

@@ -20,12 +20,19 @@ from flax import nnx
 from ml_collections import config_dict
 
 from seqresearch.models.config import RecurrentSettings, TransformerSettings
+from seqresearch.models.conv import ConvLayer, ConvSettings
+from seqresearch.models.local_attention import LocalAttentionSettings
+from seqresearch.models.lru import LRULayer, LRUSettings
+from seqresearch.models.minrnn import MinRNNLayer, MinRNNSettings
 from seqresearch.models.recurrent import RecurrentLM
+from seqresearch.models.s6 import S6Layer, S6Settings
 from seqresearch.models.transformer import TransformerLM
 
-# Families group models in figures and tables; `settings.is_recurrent` (not the family string)
-# decides code paths.
-FAMILIES = ("recurrent", "attention")
+# Families group models in figures and tables: nonlinear recurrences, recurrences linear in
+# the state (parallel scan), convolutions, attention. `settings.is_recurrent` (not the family
+# string) decides code paths: it says the model evaluates step by step with a carry
+# (`initial_state` / `apply_with_state`).
+FAMILIES = ("recurrent", "linear_recurrence", "convolution", "attention")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,14 +43,17 @@ class ModelEntry:
     settings: the frozen settings dataclass the module understands; its field defaults are
       the config defaults of `config.model`.
     fixed: settings fields that the name fixes (e.g. `cell='lstm'`); not in the config.
-    lm: the nnx.Module class built as `lm(settings, vocab_size=V, rngs=rngs)`; it maps int32
-      tokens_BxT to float32 logits_BxTxV and splits as `from_embeddings(embed(tokens))`.
+    lm: the nnx.Module class built as `lm(settings, vocab_size=V, rngs=rngs[, layer=layer])`;
+      it maps int32 tokens_BxT to float32 logits_BxTxV and splits as
+      `from_embeddings(embed(tokens))`.
     family: one of FAMILIES (grouping in the study and the benchmark).
     label: display name in tables and figures.
     color: matplotlib colour, the same in every figure.
     tiny: model fields of the seconds-long `tiny` variant.
     learning_rate: default peak learning rate of the task configs.
     warmup_steps: default linear warmup of the task configs.
+    layer: for `lm=RecurrentLM`, the layer class it stacks (any `recurrent.ScanLayer`);
+      None: the LM's own default.
   """
 
   settings: type
@@ -55,6 +65,7 @@ class ModelEntry:
   tiny: Mapping[str, Any]
   learning_rate: float = 3e-3
   warmup_steps: int = 0
+  layer: type | None = None
 
 
 _RECURRENT_TINY = MappingProxyType({"embed_dim": 8, "hidden_size": 16})
@@ -66,15 +77,45 @@ def _recurrent(cell: str, label: str, color: str) -> ModelEntry:
                     tiny=_RECURRENT_TINY)
 
 
+_NONE = MappingProxyType({})
+_TRANSFORMER_TINY = MappingProxyType({"d_model": 16, "num_heads": 2, "mlp_dim": 32,
+                                      "num_layers": 1, "max_len": 512})
+
+
+def _min_rnn(cell: str, label: str, color: str) -> ModelEntry:
+  return ModelEntry(settings=MinRNNSettings, fixed=MappingProxyType({"cell": cell}),
+                    lm=RecurrentLM, layer=MinRNNLayer, family="linear_recurrence",
+                    label=label, color=color, tiny=_RECURRENT_TINY)
+
+
 MODELS: Mapping[str, ModelEntry] = MappingProxyType({
     "rnn": _recurrent("rnn", "Elman RNN", "tab:gray"),
     "lstm": _recurrent("lstm", "LSTM", "tab:blue"),
     "gru": _recurrent("gru", "GRU", "tab:green"),
+    "lru": ModelEntry(
+        settings=LRUSettings, fixed=_NONE, lm=RecurrentLM, layer=LRULayer,
+        family="linear_recurrence", label="LRU", color="tab:purple",
+        tiny=MappingProxyType({"d_model": 16, "state_size": 16, "num_layers": 2}),
+        learning_rate=1e-3),
+    "mingru": _min_rnn("mingru", "minGRU", "tab:olive"),
+    "minlstm": _min_rnn("minlstm", "minLSTM", "tab:cyan"),
+    "s6": ModelEntry(
+        settings=S6Settings, fixed=_NONE, lm=RecurrentLM, layer=S6Layer,
+        family="linear_recurrence", label="Mamba (S6)", color="tab:brown",
+        tiny=MappingProxyType({"d_model": 16, "state_size": 4, "dt_rank": 2, "num_layers": 2}),
+        learning_rate=1e-3),
+    "conv": ModelEntry(
+        settings=ConvSettings, fixed=_NONE, lm=RecurrentLM, layer=ConvLayer,
+        family="convolution", label="Causal CNN", color="tab:pink",
+        tiny=MappingProxyType({"d_model": 16, "kernel_size": 3, "num_layers": 3})),
     "transformer": ModelEntry(
-        settings=TransformerSettings, fixed=MappingProxyType({}), lm=TransformerLM,
-        family="attention", label="Transformer", color="tab:red",
-        tiny=MappingProxyType({"d_model": 16, "num_heads": 2, "mlp_dim": 32, "num_layers": 1,
-                               "max_len": 512}),
+        settings=TransformerSettings, fixed=_NONE, lm=TransformerLM,
+        family="attention", label="Transformer", color="tab:red", tiny=_TRANSFORMER_TINY,
+        learning_rate=1e-3, warmup_steps=100),
+    "local_attention": ModelEntry(
+        settings=LocalAttentionSettings, fixed=_NONE, lm=TransformerLM,
+        family="attention", label="Local attention", color="tab:orange",
+        tiny=MappingProxyType({**_TRANSFORMER_TINY, "window": 8}),
         learning_rate=1e-3, warmup_steps=100),
 })
 MODEL_NAMES: tuple[str, ...] = tuple(MODELS)
@@ -149,7 +190,8 @@ def build_model(settings: Any, *, vocab_size: int, rngs: nnx.Rngs) -> nnx.Module
     raise ValueError(f"vocab_size={vocab_size!r}: must be an integer >= 1.")
   for e in MODELS.values():
     if type(settings) is e.settings:
-      return e.lm(settings, vocab_size=vocab_size, rngs=rngs)
+      layer = {} if e.layer is None else {"layer": e.layer}
+      return e.lm(settings, vocab_size=vocab_size, rngs=rngs, **layer)
   raise TypeError(f"settings of type {type(settings).__name__} belong to no model in the "
                   "table; build them with model_settings(name, **fields).")
 

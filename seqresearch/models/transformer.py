@@ -12,6 +12,7 @@ the same quantity as for the recurrent models (which have no positions to add).
 from __future__ import annotations
 
 import math
+from typing import Literal, overload
 
 import jax
 import jax.numpy as jnp
@@ -99,7 +100,8 @@ class TransformerBlock(nnx.Module):
     d = settings.d_model
     self.attn_norm = nnx.LayerNorm(d, rngs=rngs)
     self.attn = MultiHeadAttention(d, settings.num_heads,
-                                   implementation=settings.resolved().attention, rngs=rngs)
+                                   implementation=settings.resolved().attention,
+                                   window=settings.attention_window, rngs=rngs)
     self.mlp_norm = nnx.LayerNorm(d, rngs=rngs)
     self.mlp = settings.resolved().mlp
     self.mlp_in = nnx.Linear(d, settings.mlp_dim, rngs=rngs)
@@ -156,8 +158,15 @@ class TransformerLM(nnx.Module):
           f"(pos_encoding={self.settings.pos_encoding!r}); raise model.max_len to at least "
           f"{length} or feed shorter sequences.")
 
-  def from_embeddings(self, x_BxTxD: jax.Array, return_attention: bool = False
-                      ) -> jax.Array | tuple[jax.Array, list[jax.Array]]:
+  @overload
+  def from_embeddings(self, x_BxTxD: jax.Array,
+                      return_attention: Literal[False] = ...) -> jax.Array: ...
+
+  @overload
+  def from_embeddings(self, x_BxTxD: jax.Array, return_attention: Literal[True] = ...
+                      ) -> tuple[jax.Array, list[jax.Array]]: ...
+
+  def from_embeddings(self, x_BxTxD, return_attention=False):
     """Adds positions, runs the blocks and the readout.
 
     Args:
@@ -183,7 +192,14 @@ class TransformerLM(nnx.Module):
       return logits_BxTxV, weights
     return logits_BxTxV
 
-  def __call__(self, tokens_BxT: jax.Array, return_attention: bool = False
-               ) -> jax.Array | tuple[jax.Array, list[jax.Array]]:
+  @overload
+  def __call__(self, tokens_BxT: jax.Array,
+               return_attention: Literal[False] = ...) -> jax.Array: ...
+
+  @overload
+  def __call__(self, tokens_BxT: jax.Array, return_attention: Literal[True] = ...
+               ) -> tuple[jax.Array, list[jax.Array]]: ...
+
+  def __call__(self, tokens_BxT, return_attention=False):
     """logits_BxTxV (float32) for int32 tokens_BxT; see `from_embeddings` for the weights."""
     return self.from_embeddings(self.embed(tokens_BxT), return_attention=return_attention)
