@@ -37,6 +37,7 @@ from seqresearch import workdir as workdir_lib
 
 BEST_METRIC = "accuracy"  # Evaluation metric ranking the kept-best checkpoints (higher is better).
 DIGEST_KEY = "state_sha256"  # Key of the digest in a step's orbax custom metadata.
+CONFIG_KEY = "config"  # Key of the run's config JSON there (config.json can be replaced).
 DAMAGED_SUFFIX = ".damaged"  # Damaged steps are moved to <checkpoints directory> + this.
 
 
@@ -157,7 +158,8 @@ class Checkpoints:
   def all_steps(self) -> list[int]:
     return sorted(self._manager.all_steps())
 
-  def save(self, step: int, state: Any, metrics: dict[str, float] | None = None) -> None:
+  def save(self, step: int, state: Any, metrics: dict[str, float] | None = None,
+           config: dict[str, Any] | None = None) -> None:
     """Starts an asynchronous save of `state` at `step` (call `wait` before relying on it).
 
     Args:
@@ -165,6 +167,7 @@ class Checkpoints:
       state: the train state pytree.
       metrics: evaluation metrics of this step ({BEST_METRIC: float}), None when the step
         was not evaluated; stored with the step so keep-best ranks it after a restart.
+      config: the run's config as JSON, stored with the step (see `recorded_config`).
 
     Raises:
       RuntimeError: `step` is not newer than the newest step in the directory.
@@ -177,7 +180,7 @@ class Checkpoints:
     with workdir_lib.disk_full_reported(self.directory, self._pending_bytes):
       saved = self._manager.save(
           step, args=ocp.args.StandardSave(state), metrics=metrics, force=True,
-          custom_metadata={DIGEST_KEY: digest})
+          custom_metadata={DIGEST_KEY: digest, CONFIG_KEY: config})
     if not saved:  # orbax refuses steps <= the latest one without raising.
       raise RuntimeError(
           f"checkpoint at step {step} was not written: the directory {self.directory} already "
@@ -186,6 +189,11 @@ class Checkpoints:
   def _recorded_digest(self, step: int) -> str | None:
     custom = self._manager.metadata(step).custom_metadata or {}
     return custom.get(DIGEST_KEY)
+
+  def recorded_config(self, step: int) -> dict[str, Any] | None:
+    """The config JSON the run had when it saved `step` (None for steps saved without)."""
+    custom = self._manager.metadata(step).custom_metadata or {}
+    return custom.get(CONFIG_KEY)
 
   def restore(self, step: int, target: Any) -> Any:
     """Restores `step` into the structure, dtypes and shardings of `target` (arrays or

@@ -11,6 +11,7 @@ to an uninterrupted one. Metrics leave the device only at log, eval and checkpoi
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import platform
 import signal
@@ -162,7 +163,9 @@ def _train(config: config_dict.ConfigDict, workdir: str,
         keep_best=config.keep_best_checkpoints, writer=leader)
     cleanup.callback(checkpoints.close)
     start, state = checkpoints.restore_latest(state)
+    config_json = json.loads(config.to_json_best_effort())
     if start is not None:
+      _check_recorded_config(checkpoints, start, config_json)
       if start > total:
         raise ValueError(f"num_train_steps={total}: the run in {workdir} is already at step "
                          f"{start}; must be >= {start}.")
@@ -226,7 +229,7 @@ def _train(config: config_dict.ConfigDict, workdir: str,
           if eval_metrics:
             best = {checkpointing.BEST_METRIC: float(np.mean(
                 [m[checkpointing.BEST_METRIC] for m in eval_metrics]))}
-          checkpoints.save(step, state, metrics=best)
+          checkpoints.save(step, state, metrics=best, config=config_json)
         if preemption.set and not is_last:
           progress.note(f"SIGTERM at step {step}: checkpoint saved; exiting.")
           preempted = True
@@ -253,6 +256,21 @@ def _train(config: config_dict.ConfigDict, workdir: str,
   if not preempted and leader:
     workdir_lib.write_json(summary_path, summary)
   return summary
+
+
+def _check_recorded_config(checkpoints: checkpointing.Checkpoints, step: int,
+                           config_json: dict[str, Any]) -> None:
+  """Refuses a checkpoint saved under a config that differs from this one in a field that may
+  not change on resume (config.json was edited or replaced since)."""
+  recorded = checkpoints.recorded_config(step)
+  if recorded is None:
+    return  # Saved before checkpoints held their config.
+  _, refusals = workdir_lib.config_changes(recorded, config_json)
+  if refusals:
+    raise ValueError(
+        f"checkpoint step {step} in {checkpoints.directory} was saved by a run with another "
+        f"config ({'; '.join(refusals[:5])}): config.json no longer describes the run that "
+        "wrote it. Use another --workdir, or pass --restart to move the old run aside.")
 
 
 def _finished(summary_path: str, recorded: list[dict[str, Any]],

@@ -64,6 +64,19 @@ def test_missing_config_json_with_checkpoints_is_refused(tmp_path, tiny_config):
   assert not os.path.exists(tmp_path / "config.json")
 
 
+def test_replaced_config_json_is_detected_by_the_checkpoint(tmp_path, tiny_config):
+  """config.json rewritten to match another config: the checkpoints know what wrote them."""
+  train.train_and_evaluate(tiny_config(), str(tmp_path))
+  os.remove(tmp_path / "summary.json")
+  other = tiny_config()
+  other.task.max_delay = 7
+  saved = json.load(open(tmp_path / "config.json"))
+  saved["task"]["max_delay"] = 7
+  json.dump(saved, open(tmp_path / "config.json", "w"))
+  with pytest.raises(ValueError, match=r"checkpoint step 6 .*task.max_delay: 6 there, 7 now"):
+    train.train_and_evaluate(other, str(tmp_path))
+
+
 def test_second_writer_is_refused_with_the_holders_pid(tmp_path, tiny_config):
   holder = subprocess.Popen(
       [sys.executable, "-c",
