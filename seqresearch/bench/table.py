@@ -4,6 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from seqresearch import models
+
+
+# Wide enough for the longest model name of the table (e.g. local_attention).
+_MODEL_WIDTH = max(11, *(len(name) for name in models.MODEL_NAMES))
+
 
 def _fmt(value: Any, spec: str, scale: float = 1.0) -> str:
   return "-" if value is None else format(value * scale, spec)
@@ -25,14 +31,16 @@ def _header(results: dict[str, Any]) -> list[str]:
       f"{load_start:.1f} -> {load_end:.1f}"
       + (" (above the CPU count: a shared machine; trust ratios, not absolutes; PyTorch's"
          " spinning threads suffer most)" if shared else ""),
-      f"{'model':<11} {'n':>5} {'impl':<36} {'train ms':>9} {'ktok/s':>8} {'fwd ms':>8} "
+      f"{'model':<{_MODEL_WIDTH}} {'n':>5} {'impl':<36} {'train ms':>9} {'ktok/s':>8} "
+      f"{'fwd ms':>8} "
       f"{'compile s':>9} {'mem MB':>8} {'GFLOP/s':>8} {'roof':>5} {'ours/x':>6}"]
 
 
 def _result_line(r: dict[str, Any]) -> str:
   if r["status"] != "ok":
-    return f"{r['model']:<11} {r['length']:>5} {r['impl']:<36} {r['status']}: {r['reason']}"
-  return (f"{r['model']:<11} {r['length']:>5} {r['impl']:<36} {r['train_step_s'] * 1e3:>9.1f} "
+    return (f"{r['model']:<{_MODEL_WIDTH}} {r['length']:>5} {r['impl']:<36} {r['status']}: "
+            f"{r['reason']}")
+  return (f"{r['model']:<{_MODEL_WIDTH}} {r['length']:>5} {r['impl']:<36} {r['train_step_s'] * 1e3:>9.1f} "
           f"{r['tokens_per_sec'] / 1e3:>8.1f} {r['forward_s'] * 1e3:>8.2f} "
           f"{_fmt(r.get('compile_s'), '9.2f')} "
           f"{_fmt(r.get('peak_memory_bytes'), '8.1f', 1e-6)} "
