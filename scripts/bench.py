@@ -27,6 +27,10 @@ _WIDTH = flags.DEFINE_integer("width", 256, "Hidden size / d_model.")
 _REPS = flags.DEFINE_integer("repetitions", 5, "Timed repetitions (>= 5); medians reported.")
 _TORCH = flags.DEFINE_bool("torch", True, "Include PyTorch (if installed).")
 _RUNNER_STEPS = flags.DEFINE_integer("runner_steps", None, "Steps of the runner run; 0 skips.")
+_BF16 = flags.DEFINE_bool("bfloat16", False,
+                          "Also time ours in bfloat16 (models whose settings have compute_dtype).")
+_SCANS = flags.DEFINE_bool("scan_forms", False,
+                           "Also time sequential against associative scan (models with 'scan').")
 _SEEDS = flags.DEFINE_integer("seeds", 0, "Also time K vmapped seeds vs K sequential runs.")
 _DEVICES = flags.DEFINE_list("device_counts", [], "Also time steps/s on these device counts.")
 _ALLOCATOR = flags.DEFINE_enum(
@@ -52,7 +56,7 @@ def main(argv: list[str]) -> None:
   fields = dict(bench.QUICK) if _QUICK.value else {}
   fields.update(models=tuple(_MODELS.value), batch_size=_BATCH.value, width=_WIDTH.value,
                 repetitions=_REPS.value, torch=_TORCH.value, host_allocator=_ALLOCATOR.value,
-                seeds=_SEEDS.value)
+                bfloat16=_BF16.value, scan_forms=_SCANS.value, seeds=_SEEDS.value)
   try:
     fields["device_counts"] = _ints(_DEVICES)
     if _LENGTHS.value:
