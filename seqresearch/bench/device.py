@@ -134,7 +134,11 @@ def targets(p: Plan, roof: dict[str, Any]) -> dict[str, Any]:
 def run_pytest(test_file: str, timeout_s: float) -> dict[str, Any]:
   """`pytest -m gpu test_file` in a child process: its counts and the tail of its output."""
   cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:xdist", "-m", "gpu", "-rs", test_file]
-  proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, check=False)
+  # This process's JAX already holds most of the accelerator's memory (XLA preallocates 75%
+  # by default): the child must allocate as it goes, or it fails for want of memory.
+  env = {**os.environ, "XLA_PYTHON_CLIENT_PREALLOCATE": "false"}
+  proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, check=False,
+                        env=env)
   counts = {k: int(n) for n, k in re.findall(r"(\d+) (passed|failed|skipped|error|deselected)",
                                              proc.stdout)}
   return {"status": "ok" if proc.returncode == 0 else "error", "exit_status": proc.returncode,
@@ -184,7 +188,8 @@ def run_device_check(main_config: Any, test_file: str | None,
                          "budget_s": p.budget_s, "parts": {}}
   parts: list[tuple[str, Callable[[], Any]]] = [
       ("bench", lambda: runner.run_benchmark(p.bench)),
-      ("targets", lambda: targets(p, out["parts"]["bench"]["roof"])),
+      ("targets", lambda: targets(p, out["parts"]["bench"].get("roof")
+                                  or harness.matmul_roof(p.bench.repetitions))),
       ("main_job", lambda: main_job(main_config, p.main_steps)),
       ("seeds_vmapped_vs_sequential", lambda: scaling.seeds_vmapped_vs_sequential(
           main_config, p.seeds, num_steps=p.seed_steps)),

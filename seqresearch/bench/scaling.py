@@ -93,6 +93,9 @@ def _device_env(count: int) -> dict[str, str]:
     env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={count}"
   else:
     env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in range(count))
+    # The parent's JAX already holds most of each GPU's memory (XLA preallocates 75% by
+    # default): the child allocates as it goes instead of failing at start.
+    env["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"
   return env
 
 
