@@ -54,14 +54,15 @@ def _programs(name: str, width: int, length: int, batch: int):
   return forward, jax.value_and_grad(loss), params, tokens_BxT
 
 
-def _median_seconds(fn, args, repetitions: int) -> float:
-  jax.block_until_ready(fn(*args))  # compile and warm up
+def _timings_ms(fn, args, repetitions: int) -> list[float]:
+  """Wall time in ms of each of `repetitions` calls, after one call that compiles and warms up."""
+  jax.block_until_ready(fn(*args))
   times = []
   for _ in range(repetitions):
     start = time.perf_counter()
     jax.block_until_ready(fn(*args))
-    times.append(time.perf_counter() - start)
-  return statistics.median(times)
+    times.append(1e3 * (time.perf_counter() - start))
+  return times
 
 
 def _exponent(xs, ys) -> float | None:
@@ -75,16 +76,24 @@ def run(study: runner.Study) -> dict[str, Any]:
   device = jax.devices()[0]
   out: dict[str, Any] = {"backend": device.platform, "device": device.device_kind,
                          "lengths": lengths, "width": s.width, "batch_size": s.batch_size,
-                         "repetitions": s.repetitions, "models": {}}
+                         "repetitions": s.repetitions, "models": {},
+                         "load_average_before": list(os.getloadavg())}
   for name in study.config.study_models(study.scale):
-    rows = {"forward_ms": [], "train_ms": [], "sequential_depth": [], "train_sequential_depth": [],
-            "dataflow_depth": {}}
+    rows = {"forward_ms": [], "train_ms": [], "train_ms_min": [], "train_ms_max": [],
+            "train_flops": [], "train_gflops_per_s": [], "sequential_depth": [],
+            "train_sequential_depth": [], "dataflow_depth": {}}
     for n in lengths:
       forward, train, params, tokens = _programs(name, s.width, n, s.batch_size)
-      rows["forward_ms"].append(1e3 * _median_seconds(jax.jit(forward), (params, tokens),
-                                                      s.repetitions))
-      rows["train_ms"].append(1e3 * _median_seconds(jax.jit(train), (params, tokens),
-                                                    s.repetitions))
+      rows["forward_ms"].append(statistics.median(
+          _timings_ms(jax.jit(forward), (params, tokens), s.repetitions)))
+      train_ms = _timings_ms(jax.jit(train), (params, tokens), s.repetitions)
+      rows["train_ms"].append(statistics.median(train_ms))
+      rows["train_ms_min"].append(min(train_ms))
+      rows["train_ms_max"].append(max(train_ms))
+      # The FLOPs of the very program timed (its attention implementation included).
+      count = flops.flop_count(train, params, tokens, strict=False).total
+      rows["train_flops"].append(count)
+      rows["train_gflops_per_s"].append(count / rows["train_ms"][-1] / 1e6)
       rows["sequential_depth"].append(flops.sequential_depth(forward, params, tokens))
       rows["train_sequential_depth"].append(flops.sequential_depth(train, params, tokens))
       if n <= s.max_dataflow_length:
@@ -97,6 +106,7 @@ def run(study: runner.Study) -> dict[str, Any]:
         "dataflow_depth": _exponent(depth_ns, [rows["dataflow_depth"][str(n)] for n in depth_ns]),
     }
     out["models"][name] = rows
+  out["load_average_after"] = list(os.getloadavg())
   return out
 
 
@@ -128,11 +138,15 @@ def tables(results: dict[str, Any]) -> str:
   for name, r in results["models"].items():
     e = r["exponents"]
     rows.append([variants.variant(name).label] +
-                [f"{f:.2f} / {t:.2f}" for f, t in zip(r["forward_ms"], r["train_ms"])] +
+                [f"{f:.2f} / {t:.2f} [{lo:.2f}, {hi:.2f}]; {g:.2f} GFLOP/s"
+                 for f, t, lo, hi, g in zip(r["forward_ms"], r["train_ms"], r["train_ms_min"],
+                                            r["train_ms_max"], r["train_gflops_per_s"])] +
                 [f"{stats.fmt(e['forward_ms'])} / {stats.fmt(e['train_ms'])}",
                  f"{r['sequential_depth'][-1]} ({stats.fmt(e['sequential_depth'])})",
                  f"{stats.fmt(e['dataflow_depth'])}"])
-  return (f"Median wall time in ms, forward / forward+backward, batch {results['batch_size']}, "
+  return (f"Median wall time in ms, forward / forward+backward [min, max of "
+          f"{results['repetitions']} calls] and the forward+backward FLOP rate (FLOPs counted on "
+          f"the timed program), batch {results['batch_size']}, "
           f"width {results['width']}, on {results['backend']} ({results['device']}); fitted "
           f"exponent of n; sequential steps of the forward program at n = {ns[-1]} (exponent); "
           f"exponent of its dataflow depth.\n\n" +
@@ -177,6 +191,20 @@ def verdict(results: dict[str, Any]) -> verdicts.Verdict:
   fastest_rec = min(recurrent, key=lambda n: m[n]["train_ms"][last])
   par_ms = f"models.{fastest_par}.train_ms.{last}"
   rec_ms = f"models.{fastest_rec}.train_ms.{last}"
+  par_f, rec_f = (f"models.{x}.train_flops.{last}" for x in (fastest_par, fastest_rec))
+  par_g, rec_g = (f"models.{x}.train_gflops_per_s.{last}" for x in (fastest_par, fastest_rec))
+  v.say(f"At n = {ns[-1]} one training step of the {label(fastest_par)} counts "
+        f"{v.number(par_f, '.3g')} FLOPs and runs at {v.number(par_g, '.2f')} GFLOP/s; the "
+        f"{label(fastest_rec)}'s counts {v.number(rec_f, '.3g')} at {v.number(rec_g, '.2f')} "
+        f"GFLOP/s (load average {v.number('load_average_before.0', '.1f')} before the timings, "
+        f"{v.number('load_average_after.0', '.1f')} after).")
+  if m[fastest_par]["train_gflops_per_s"][last] >= m[fastest_rec]["train_gflops_per_s"][last]:
+    v.say(f"The {label(fastest_par)} achieves at least the FLOP rate of the "
+          f"{label(fastest_rec)}: where it is slower it does more work, not less parallel work.")
+  else:
+    v.say(f"The {label(fastest_par)} achieves a lower FLOP rate than the {label(fastest_rec)}: "
+          f"on this backend its O(1) sequential depth does not turn into better use of the "
+          f"hardware.")
   if m[fastest_par]["train_ms"][last] > m[fastest_rec]["train_ms"][last]:
     v.contradicts(f"On this {results['backend']} backend the O(1) sequential depth did not "
                   f"buy speed: at n = {ns[-1]} a {label(fastest_par)} training step takes "

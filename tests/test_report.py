@@ -183,6 +183,29 @@ def test_attention_verdict_needs_every_seed_above_the_stated_threshold():
   assert not module.verdict(strong).contradictions
 
 
+def _timing_rows(train_ms: list, gflops: list, depth: list) -> dict:
+  return {"forward_ms": train_ms, "train_ms": train_ms, "train_ms_min": train_ms,
+          "train_ms_max": train_ms, "train_flops": [g * t * 1e6 for g, t in zip(gflops, train_ms)],
+          "train_gflops_per_s": gflops, "sequential_depth": depth,
+          "train_sequential_depth": depth, "dataflow_depth": {"16": depth[0], "64": depth[1]},
+          "exponents": {"forward_ms": 1.0, "train_ms": 1.0, "sequential_depth": 1.0,
+                        "dataflow_depth": 1.0 if depth[1] > 1 else 0.0}}
+
+
+def test_parallelism_verdict_separates_more_work_from_worse_use_of_the_hardware():
+  module = experiments.modules(("parallelism",))["parallelism"]
+  results = {"backend": "cpu", "device": "cpu", "lengths": [16, 64], "width": 16,
+             "batch_size": 4, "repetitions": 3, "load_average_before": [1.0, 1.0, 1.0],
+             "load_average_after": [1.5, 1.0, 1.0], "models": {
+                 "rnn": _timing_rows([1.0, 4.0], [1.0, 1.0], [16, 64]),
+                 "transformer": _timing_rows([2.0, 30.0], [5.0, 3.0], [1, 1])}}
+  verdict = module.verdict(results)
+  _check_cited(verdict, results)
+  assert "does more work, not less parallel work" in verdict.text  # 3 GFLOP/s against 1
+  results["models"]["transformer"]["train_gflops_per_s"] = [0.5, 0.5]
+  assert "lower FLOP rate" in module.verdict(results).text
+
+
 def test_complexity_counts_match_table_1_on_small_sizes(tmp_path):
   complexity = experiments.modules(("complexity",))["complexity"]
   study = runner.Study("smoke", str(tmp_path), config=study_config,
@@ -336,6 +359,9 @@ def _check_runs_are_traceable_and_analyses_measured_what_they_claim(smoke) -> No
   assert parallelism["models"]["transformer"]["sequential_depth"] == [1, 1]
   for rows in parallelism["models"].values():
     assert all(t > 0 for t in rows["forward_ms"] + rows["train_ms"])
+    assert all(lo <= t <= hi for lo, t, hi in zip(rows["train_ms_min"], rows["train_ms"],
+                                                  rows["train_ms_max"]))
+    assert all(f > 0 for f in rows["train_flops"])
 
   complexity = _results(smoke, "complexity")
   assert complexity["by_n"]["rnn"]["exponent"] == pytest.approx(1.0, abs=1e-6)
