@@ -87,7 +87,9 @@ def measure_size(model: str, length: int, s: BenchSettings,
   for row in results.values():
     if row["status"] != "ok":
       continue
-    if row["impl"] == "torch" and flops:  # the same model math: counted on our jaxpr
+    # The same model math, counted on our jaxpr: PyTorch has no jaxpr, and cuDNN's fused
+    # primitives are opaque to the jaxpr walk (it would count their matmuls as 0).
+    if (row["impl"] == "torch" or row["impl"] in baselines.GPU_ONLY) and flops:
       row["matmul_flops_per_step"] = flops
     if row.get("matmul_flops_per_step"):
       row["matmul_flops_per_sec"] = row["matmul_flops_per_step"] / row["train_step_s"]
