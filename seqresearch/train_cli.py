@@ -31,7 +31,9 @@ _RESTART = flags.DEFINE_bool(
     "restart", False, "Move an existing run in --workdir aside and start over.")
 _COORDINATOR = flags.DEFINE_string(
     "coordinator_address", "", "Multi-process runs: host:port of process 0 (SLURM: automatic).")
-_NUM_PROCESSES = flags.DEFINE_integer("num_processes", 1, "Multi-process runs: process count.")
+_NUM_PROCESSES = flags.DEFINE_integer(
+    "num_processes", None, "Multi-process runs: process count (default: every task of an srun "
+    "step, else 1; 1 forces one process whatever SLURM's variables say).")
 _PROCESS_ID = flags.DEFINE_integer("process_id", 0, "Multi-process runs: this process's index.")
 flags.mark_flags_as_required(["config", "workdir"])
 

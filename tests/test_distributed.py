@@ -113,3 +113,16 @@ def test_training_with_slurm_variables_and_num_processes_1(tmp_path):
       env={**os.environ, "JAX_PLATFORMS": "cpu", **SLURM_BATCH})
   assert result.returncode == 0, result.stdout + result.stderr
   assert (tmp_path / "run" / "summary.json").exists()
+
+
+def test_train_command_with_slurm_variables_without_srun_fails_fast_in_one_line(tmp_path):
+  # Issue 14 item 15: with a 2-task SLURM environment and plain `python`, the default
+  # (num_processes unset) used to hang waiting for a second process, or run alone silently.
+  result = subprocess.run(
+      run_script(["--config=configs/copy.py:lstm,tiny", f"--workdir={tmp_path / 'run'}"]),
+      cwd=ROOT, capture_output=True, text=True, timeout=120,
+      env={**os.environ, "JAX_PLATFORMS": "cpu", **SLURM_BATCH})
+  assert result.returncode == 2, result.stdout + result.stderr
+  lines = result.stderr.strip().splitlines()
+  assert len(lines) == 1 and "--num_processes=1" in lines[0], result.stderr
+  assert not (tmp_path / "run").exists()
