@@ -191,12 +191,12 @@ class Run:
   Attributes:
     settings: the validated, frozen config.
     tx: the optimizer.
-    seeds: the K seed ids `seed .. seed + num_seeds - 1`.
-    keys: {'init', 'data', 'eval'}: key arrays [K], seed i's derived from `seed + i` alone.
+    seeds: the S seed ids `seed .. seed + num_seeds - 1`.
+    keys: {'init', 'data', 'eval'}: key arrays [S], seed i's derived from `seed + i` alone.
     mesh: the 1-D data-parallel mesh of all devices.
     graphdef: the model's nnx graph definition (shared by the seeds).
     constants: the model's non-parameter variables (shared by the seeds, never trained).
-    state: the initial TrainState, leaves [K, ...], replicated over `mesh`.
+    state: the initial TrainState, leaves [S, ...], replicated over `mesh`.
   """
 
   settings: RunSettings

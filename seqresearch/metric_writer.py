@@ -1,7 +1,7 @@
 """Writes metrics to the workdir: `metrics.jsonl` (the contract analyses read) and TensorBoard.
 
 Each JSONL line is one object with `step`, `split` ('train' or 'eval') and `seed` (a run of
-`num_seeds` K writes K lines per step, one per seed); values are floats, or {key: float} dicts
+`num_seeds` S writes S lines per step, one per seed); values are floats, or {key: float} dicts
 such as `accuracy_by_distance`. TensorBoard gets one run per seed: tensorboard/seed_<seed>/.
 On resume, lines after the restored step are dropped, so a resumed run's file equals an
 uninterrupted run's; a torn last line (a kill in the middle of a write) is dropped with a note,

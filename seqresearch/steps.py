@@ -1,14 +1,14 @@
 """The pure, jitted functions of a run: state init, the train step, evaluation over seeds.
 
-A run trains K = `num_seeds` independent models in ONE compiled program: every leaf of the
-train state has a leading seed axis [K, ...] and the step is `jax.vmap`-ed over it. Seed i uses
-the keys of `seed + i`, so it is the same model as a K=1 run with that seed (tested).
+A run trains S = `num_seeds` independent models in ONE compiled program: every leaf of the
+train state has a leading seed axis [S, ...] and the step is `jax.vmap`-ed over it. Seed i uses
+the keys of `seed + i`, so it is the same model as an S=1 run with that seed (tested).
 
 Devices: the batch is sharded over a 1-D `Mesh` ('data') of all devices, the state is
 replicated; XLA inserts the gradient all-reduce. The data are generated inside the step from
 `fold_in(data_key, step)`, so each device draws only its shard and resume is exact.
 
-Legend: K seeds, B batch, T time, V vocabulary.
+Legend: S seeds, B batch, T time, V vocabulary.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def data_mesh() -> jax.sharding.Mesh:
 
 
 def seed_keys(seed: int, num_seeds: int) -> dict[str, jax.Array]:
-  """{'init', 'data', 'eval'}: key arrays [K], seed i derived from `seed + i` alone."""
+  """{'init', 'data', 'eval'}: key arrays [S], seed i derived from `seed + i` alone."""
   keys = jnp.stack([jax.random.split(jax.random.key(seed + i), 3) for i in range(num_seeds)])
   return {"init": keys[:, 0], "data": keys[:, 1], "eval": keys[:, 2]}
 
@@ -56,7 +56,7 @@ class MetricSums:
 
 @struct.dataclass
 class TrainState:
-  """Everything a run checkpoints. In a run every leaf has a leading seed axis [K, ...].
+  """Everything a run checkpoints. In a run every leaf has a leading seed axis [S, ...].
 
   Attributes:
     step: int32, optimizer updates applied.
@@ -82,7 +82,7 @@ def _single_state(model: nnx.Module, tx: optax.GradientTransformation):
 
 def init_state(model_settings: Any, vocab_size: int, tx: optax.GradientTransformation,
                init_keys: jax.Array) -> tuple[Any, Any, TrainState]:
-  """Builds K models and stacks them: (graphdef, constants, state with leading axis K).
+  """Builds S models and stacks them: (graphdef, constants, state with leading axis S).
 
   `constants` are the model's non-parameter variables (shared by the seeds, never trained).
   """
@@ -100,7 +100,7 @@ def replicate(state: Any, mesh: jax.sharding.Mesh) -> Any:
 def make_train_step(graphdef: Any, constants: Any, tx: optax.GradientTransformation,
                     task: Any, batch_size: int,
                     mesh: jax.sharding.Mesh) -> Callable[[Any, jax.Array], Any]:
-  """Returns the jitted `train_step(state_K, data_keys_K) -> state_K`; the state is donated."""
+  """Returns the jitted `train_step(state_S, data_keys_S) -> state_S`; the state is donated."""
   batch_sharding = NamedSharding(mesh, P("data"))
 
   def loss_fn(params, batch: tasks.Batch):
@@ -131,7 +131,7 @@ def make_train_step(graphdef: Any, constants: Any, tx: optax.GradientTransformat
 def make_evaluator(graphdef: Any, constants: Any, task: Any, batch_size: int,
                    num_batches: int, mesh: jax.sharding.Mesh
                    ) -> Callable[[Any, jax.Array], list[dict[str, Any]]]:
-  """Returns `evaluate(params_K, eval_keys_K) -> [metrics of seed k]` on the fixed eval set."""
+  """Returns `evaluate(params_S, eval_keys_S) -> [metrics of seed k]` on the fixed eval set."""
   num_buckets = task.max_distance + 1
   batch_sharding = NamedSharding(mesh, P("data"))
 

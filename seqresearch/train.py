@@ -44,9 +44,9 @@ class NonFiniteLossError(RuntimeError):
 def _check_finite(state: steps.TrainState, checkpoints: checkpointing.Checkpoints,
                   eval_losses: tuple[float, ...] = ()) -> None:
   """Raises if any seed's train loss or gradient norm was ever NaN/Inf, or an eval loss is."""
-  first_bad_K = np.asarray(state.first_nonfinite_step)
-  bad, what = (int(first_bad_K[first_bad_K >= 0].min()), "training loss or gradient norm") \
-      if (first_bad_K >= 0).any() else (-1, "")
+  first_bad_S = np.asarray(state.first_nonfinite_step)
+  bad, what = (int(first_bad_S[first_bad_S >= 0].min()), "training loss or gradient norm") \
+      if (first_bad_S >= 0).any() else (-1, "")
   if bad < 0 and not np.isfinite(eval_losses).all():
     bad, what = int(np.asarray(state.step).max()), "evaluation loss"
   if bad >= 0:
