@@ -126,12 +126,7 @@ def values_of(levels: jax.Array, num_levels: int) -> jax.Array:
 def make_batch(key: jax.Array, settings: AddingSettings, batch_size: int) -> Batch:
   """Draws a batch of adding-problem examples.
 
-  Pure and jittable with `settings` and `batch_size` static.
-
-  Args:
-    key: PRNG key.
-    settings: the task settings.
-    batch_size: B.
+  Pure and jittable with `settings` and `batch_size` static (see `tasks.make_batch`).
 
   Returns:
     Batch with [B, n] fields: weights = loss_weights = 1 exactly at the last position,

@@ -339,12 +339,7 @@ def _example(key: jax.Array, settings: AgreementSettings) -> tuple[jax.Array, ..
 def make_batch(key: jax.Array, settings: AgreementSettings, batch_size: int) -> Batch:
   """Draws a batch of agreement examples.
 
-  Pure and jittable with `settings` and `batch_size` static.
-
-  Args:
-    key: PRNG key.
-    settings: the task settings.
-    batch_size: B.
+  Pure and jittable with `settings` and `batch_size` static (see `tasks.make_batch`).
 
   Returns:
     Batch with [B, T] fields (T = settings.seq_len): target SG/PL at the QUERY position only,

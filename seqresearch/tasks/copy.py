@@ -105,12 +105,7 @@ class CopySettings:
 def make_batch(key: jax.Array, settings: CopySettings, batch_size: int) -> Batch:
   """Draws a batch of copy-memory examples.
 
-  Pure and jittable with `settings` and `batch_size` static.
-
-  Args:
-    key: PRNG key.
-    settings: the task settings.
-    batch_size: B.
+  Pure and jittable with `settings` and `batch_size` static (see `tasks.make_batch`).
 
   Returns:
     Batch with [B, T] inputs/targets/weights/loss_weights/distance (T = settings.seq_len):

@@ -123,12 +123,7 @@ class InductionSettings:
 def make_batch(key: jax.Array, settings: InductionSettings, batch_size: int) -> Batch:
   """Draws a batch of induction-heads examples.
 
-  Pure and jittable with `settings` and `batch_size` static.
-
-  Args:
-    key: PRNG key.
-    settings: the task settings.
-    batch_size: B.
+  Pure and jittable with `settings` and `batch_size` static (see `tasks.make_batch`).
 
   Returns:
     Batch with [B, L] fields: weights = loss_weights = 1 exactly at the last position,

@@ -104,12 +104,7 @@ class LongCopySettings:
 def make_batch(key: jax.Array, settings: LongCopySettings, batch_size: int) -> Batch:
   """Draws a batch of long-string copy examples.
 
-  Pure and jittable with `settings` and `batch_size` static.
-
-  Args:
-    key: PRNG key.
-    settings: the task settings.
-    batch_size: B.
+  Pure and jittable with `settings` and `batch_size` static (see `tasks.make_batch`).
 
   Returns:
     Batch with [B, 2M] fields: weights = loss_weights = 1 exactly at the L_b copy positions

@@ -155,12 +155,7 @@ class MQARSettings:
 def make_batch(key: jax.Array, settings: MQARSettings, batch_size: int) -> Batch:
   """Draws a batch of MQAR examples.
 
-  Pure and jittable with `settings` and `batch_size` static.
-
-  Args:
-    key: PRNG key.
-    settings: the task settings.
-    batch_size: B.
+  Pure and jittable with `settings` and `batch_size` static (see `tasks.make_batch`).
 
   Returns:
     Batch with [B, T] fields: weights = loss_weights = 1 exactly at the K query positions,

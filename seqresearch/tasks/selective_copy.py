@@ -124,12 +124,7 @@ class SelectiveCopySettings:
 def make_batch(key: jax.Array, settings: SelectiveCopySettings, batch_size: int) -> Batch:
   """Draws a batch of selective-copying examples.
 
-  Pure and jittable with `settings` and `batch_size` static.
-
-  Args:
-    key: PRNG key.
-    settings: the task settings.
-    batch_size: B.
+  Pure and jittable with `settings` and `batch_size` static (see `tasks.make_batch`).
 
   Returns:
     Batch with [B, C + M] fields: weights = loss_weights = 1 exactly at the M marker
