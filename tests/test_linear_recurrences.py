@@ -237,13 +237,17 @@ print(json.dumps(out))
 """
 
 
-def test_new_models_train_with_vmapped_seeds_on_two_sharded_devices(tmp_path):
+@pytest.mark.parametrize("names", [
+    pytest.param(["s6"], id="s6"),  # the default suite: the model with the most parts
+    # All six: about 10 min of CPU on a loaded 2-core machine, so in the slow (CI) suite.
+    pytest.param(["lru", "mingru", "minlstm", "s6", "conv", "local_attention"], id="all_new",
+                 marks=pytest.mark.slow)])
+def test_new_models_train_with_vmapped_seeds_on_two_sharded_devices(tmp_path, names):
   """train_and_evaluate with num_seeds=2 on 2 (forced host) devices, for each new model."""
-  names = ["lru", "mingru", "minlstm", "s6", "conv", "local_attention"]
   env = {**os.environ, "JAX_PLATFORMS": "cpu",
          "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
   result = subprocess.run([sys.executable, "-c", _TRAIN_SCRIPT, str(tmp_path), *names],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
   assert result.returncode == 0, result.stderr[-3000:]
   out = json.loads(result.stdout.strip().splitlines()[-1])
   assert out["devices"] == 2

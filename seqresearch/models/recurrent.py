@@ -49,7 +49,7 @@ class RecurrentLayer(nnx.Module):
 
   How the scan runs (same numbers, different speed) comes from the settings, "auto" resolved
   for `jax.default_backend()` when the layer is built: `hoist_input`, `unroll` and
-  `weight_grads` ('autodiff' or 'batched', see above).
+  `weight_grads` ('autodiff' or 'batched', see `seqresearch.models.scans`).
   """
 
   def __init__(self, settings: RecurrentSettings, in_features: int, layer_index: int = 0, *,
@@ -74,7 +74,7 @@ class RecurrentLayer(nnx.Module):
     """`__call__` on time-major arrays (stacked layers stay time-major: no transposes)."""
     cell = self.cell
     p = ScanParams(w_ih=cell.input_proj.kernel[...], b=cell.input_proj.bias[...],
-                    w_hh=cell.recurrent_proj.kernel[...], extra=cell.extra_params())
+                   w_hh=cell.recurrent_proj.kernel[...], extra=cell.extra_params())
     carry = jax.tree.map(lambda a: a.astype(jnp.float32), carry)
     scan = scan_batched if self.weight_grads == "batched" else scan_autodiff
     return scan(type(cell), self.hoist_input, self.unroll, p, carry, x_TxBxI)
