@@ -186,8 +186,8 @@ def _entry_verdict(v: verdicts.Verdict, part: str, name: str, entry: dict[str, A
         f"{v.number(f'{base}.seeds_finding.{far}', 'd')} of {v.number(f'{base}.num_seeds', 'd')}.")
   everywhere = all(entry["seeds_finding"][d] == entry["num_seeds"] for d in ds)
   if everywhere:
-    v.say(f"In every seed a head finds the source in one hop at every distance measured "
-          f"there, as the O(1) path length allows.")
+    v.say("In every seed a head finds the source in one hop at every distance measured "
+          "there, as the O(1) path length allows.")
   elif part != "extrapolation" or int(far) <= entry["trained"][1]:
     v.contradicts(f"On {part} the {label} does not find the source in one hop in every seed "
                   f"at every distance (threshold {FINDS}): the trained heads do not all look "

@@ -368,7 +368,6 @@ def verdict(results: dict[str, Any]) -> verdicts.Verdict:
         f"{v.number(f'{c}.total.{i}', 'd')}), and n* grows as d^"
         f"{v.number(f'{c}.matmul_exponent')}: attention is the cheaper layer only for n below "
         f"about {v.number(f'{c}.matmul_over_d.{i}', '.1f')}·d.")
-  seq = results["depths"]
   v.say("Sequential depth grows as n^a with a = " +
         ", ".join(f"{v.number(f'depths.{x}.sequential_exponent')} ({NAMES[x]})"
                   for x in (*CELLS, "attention")) +

@@ -13,23 +13,20 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import platform
 import signal
 import threading
 import time
 from typing import Any
 
-import flax
 import jax
 import numpy as np
-import optax
-import orbax.checkpoint
 from flax import nnx
 from ml_collections import config_dict
 
 from seqresearch import build
 from seqresearch import checkpointing
 from seqresearch import distributed
+from seqresearch import environment
 from seqresearch import host_memory
 from seqresearch import metric_writer
 from seqresearch import progress
@@ -76,15 +73,8 @@ def mean_metrics(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _environment() -> dict[str, Any]:
-  device = jax.devices()[0]
-  return {
-      "host_allocator": host_memory.current(),
-      "versions": {"python": platform.python_version(), "jax": jax.__version__,
-                   "flax": flax.__version__, "optax": optax.__version__,
-                   "orbax_checkpoint": orbax.checkpoint.__version__},
-      "device": {"platform": device.platform, "kind": device.device_kind,
-                 "count": jax.device_count()},
-  }
+  return {"host_allocator": host_memory.current(), "versions": environment.versions(),
+          "device": environment.device()}
 
 
 class _PreemptionFlag:

@@ -368,3 +368,13 @@ def test_path_length_counts_a_matmul_once_and_moves_counts_with_the_data():
   assert lengths.tolist() == [np.inf, np.inf, 1.0, np.inf]  # moved one position, one matmul
   cumulative = path_length.path_lengths(lambda p, x: jnp.cumsum(x, axis=1), {}, x, 1)
   assert cumulative.tolist() == [np.inf, 1.0, 1.0, 1.0]
+
+
+def test_flop_counter_passes_over_prng_key_arrays():
+  # numpy's issubdtype raised TypeError on key<fry> dtypes: a program that draws random
+  # numbers (the benchmark's Flax baseline) could not be counted.
+  from seqresearch.analysis import flops  # pylint: disable=g-import-not-at-top
+  x = jnp.ones((4, 4))
+  count = flops.matmul_flops(lambda key, x: jax.random.normal(key, x.shape) @ x,
+                             jax.random.key(0), x)
+  assert count == 2 * 4 * 4 * 4

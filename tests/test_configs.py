@@ -8,7 +8,6 @@ import pytest
 from ml_collections import config_dict
 
 from seqresearch import build
-from seqresearch import configlib
 from seqresearch import models
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -109,7 +109,8 @@ def _size(aval: Any) -> int:
 
 def _is_float(aval: Any) -> bool:
   dtype = getattr(aval, "dtype", None)
-  return dtype is not None and np.issubdtype(dtype, np.inexact)
+  # jax.dtypes, not numpy: numpy raises TypeError on PRNG key dtypes (key<fry>).
+  return dtype is not None and jax.dtypes.issubdtype(dtype, np.inexact)
 
 
 def _dot_general_flops(eqn: core.JaxprEqn) -> int:

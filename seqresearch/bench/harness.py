@@ -19,13 +19,12 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import flax
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from flax import nnx
 
+from seqresearch import environment as env_lib
 from seqresearch import evaluation
 from seqresearch.analysis import flops
 
@@ -76,17 +75,12 @@ def environment(torch_version: str | None = None) -> dict[str, Any]:
   Args:
     torch_version: PyTorch's version, "unavailable" or "not run" (None: "not run").
   """
-  import jaxlib  # pylint: disable=g-import-not-at-top
-  device = jax.devices()[0]
-  versions = {"python": platform.python_version(), "jax": jax.__version__,
-              "jaxlib": jaxlib.__version__, "flax": flax.__version__,
-              "optax": optax.__version__, "numpy": np.__version__,
-              "torch": torch_version or "not run"}
-  return {"backend": jax.default_backend(), "device_kind": device.device_kind,
-          "device_count": jax.device_count(), "cpu_count": os.cpu_count(),
+  device = env_lib.device()
+  return {"backend": jax.default_backend(), "device_kind": device["kind"],
+          "device_count": device["count"], "cpu_count": os.cpu_count(),
           "load_average_1min_start": os.getloadavg()[0],
           "machine": platform.machine(), "processor": platform.processor(),
-          "versions": versions}
+          "versions": {**env_lib.versions(), "torch": torch_version or "not run"}}
 
 
 def cross_entropy(logits_BxTxV: jax.Array, targets_BxT: jax.Array) -> jax.Array:

@@ -26,7 +26,6 @@ Legend: B batch, T time (sequence length n), N levels.
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import jax
 import jax.numpy as jnp
