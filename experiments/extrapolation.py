@@ -136,7 +136,7 @@ def verdict(results: dict[str, Any]) -> verdicts.Verdict:
     v.say("Beyond training, the worst seed drops below " + f"{LEARNT}" + " for " + ", ".join(
         f"the {label(n)} ({v.number(acc(n, edge) + '.min')} at distance {edge}, "
         f"{v.number(acc(n, far) + '.min')} at {far})" for n in broken) + ".")
-  parallel = [n for n in learnt if not variants.variant(n).is_recurrent]
+  parallel = [n for n in learnt if variants.variant(n).is_attention]
   recurrent = [n for n in learnt if variants.variant(n).is_recurrent]
   if parallel and recurrent:
     best_par = max(parallel, key=lambda n: at(n, far)["mean"])

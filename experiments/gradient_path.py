@@ -126,7 +126,7 @@ def _compare_stage(v: verdicts.Verdict, found: dict[str, Any], names: list[str],
                    when: str, distance: int) -> None:
   """Recurrent variants against the best non-recurrent one, where both measures agree."""
   label = lambda name: variants.variant(name).label  # noqa: E731
-  parallel = [n for n in names if not variants.variant(n).is_recurrent
+  parallel = [n for n in names if variants.variant(n).is_attention
               and found[n][stage]["log10_source_over_neutral"]["mean"] is not None]
   if not parallel:
     return

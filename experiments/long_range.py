@@ -190,8 +190,9 @@ def tables(results: dict[str, Any]) -> str:
 
 
 def _best(found: dict[str, Any], key, recurrent: bool) -> str | None:
-  """The variant of one kind (recurrent or not) with the highest mean of key(variant)."""
-  names = [n for n in found if variants.variant(n).is_recurrent == recurrent
+  """The variant of one side (recurrent, or else attention) with the highest mean of key."""
+  side = (lambda v: v.is_recurrent) if recurrent else (lambda v: v.is_attention)
+  names = [n for n in found if side(variants.variant(n))
            and key(n) is not None and key(n)["mean"] is not None]
   return max(names, key=lambda n: key(n)["mean"]) if names else None
 
@@ -243,7 +244,7 @@ def _copy_verdict(v: verdicts.Verdict, copy: dict[str, Any]) -> None:
     else:
       v.say(f"At distance {far} the {label(att)} and the {label(rec)} cannot be told apart "
             f"at this number of seeds (undecided at this scale: more seeds would decide).")
-  for n in [n for n in at_far if not variants.variant(n).is_recurrent and near in found[n]]:
+  for n in [n for n in at_far if variants.variant(n).is_attention and near in found[n]]:
     if far == near:
       break
     if stats.compare(found[n][far]["accuracy"], found[n][near]["accuracy"]) == "lower":

@@ -270,3 +270,14 @@ def test_report_script_user_errors_are_one_line_and_exit_2(tmp_path):
                             capture_output=True, text=True)
     assert result.returncode == 2, result.stderr
     assert message in result.stderr and result.stderr.count("\n") == 1, result.stderr
+
+
+def test_essay_sides_come_from_the_family_not_the_carry():
+  # The causal CNN carries a buffer for chunked evaluation (settings.is_recurrent), but it is
+  # Table 1's convolution row: the verdicts must not count it as a recurrent model.
+  from seqresearch.study import variants  # pylint: disable=g-import-not-at-top
+  side = {n: (variants.variant(n).is_recurrent, variants.variant(n).is_attention)
+          for n in ("rnn", "lstm", "lru", "s6", "conv", "transformer", "local_attention")}
+  assert side == {"rnn": (True, False), "lstm": (True, False), "lru": (True, False),
+                  "s6": (True, False), "conv": (False, False), "transformer": (False, True),
+                  "local_attention": (False, True)}

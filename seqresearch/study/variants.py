@@ -51,7 +51,17 @@ class Variant:
 
   @property
   def is_recurrent(self) -> bool:
-    return self.entry.settings.is_recurrent
+    """On the essay's recurrent side: a recurrence over time (O(n) path), linear or not.
+
+    Not `settings.is_recurrent` (a carry for step-by-step evaluation): the causal CNN has a
+    carry too, but it is Table 1's convolution row, on neither side of the comparison.
+    """
+    return self.family in ("recurrent", "linear_recurrence")
+
+  @property
+  def is_attention(self) -> bool:
+    """On the essay's self-attention side (O(1) path): full or local-window attention."""
+    return self.family == "attention"
 
   def sweep_entry(self) -> dict[str, Any]:
     """{'model': ..., dotted field: value}: the variant as a sweep member's overrides."""
