@@ -10,7 +10,11 @@ import sys
 # configs/ (a package of this repository) is importable by config files that share code.
 sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from absl import flags  # noqa: E402
+
 from seqresearch import train_cli  # noqa: E402
+
+flags.adopt_module_key_flags(train_cli)  # --help lists the training flags
 
 if __name__ == "__main__":
   train_cli.run()

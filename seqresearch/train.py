@@ -239,6 +239,7 @@ def _train(config: config_dict.ConfigDict, workdir: str,
       "eval": mean_metrics(last_eval),
       "eval_by_seed": {str(seed): m for seed, m in zip(seeds, last_eval)},
       "num_params": run.num_params,
+      "chance_accuracy": task.chance_accuracy,
       "wall_time_sec": clock.save() if leader else clock.total(),
       "config_changes": recorded,
       **_environment(),
@@ -282,6 +283,8 @@ def format_summary(summary: dict[str, Any]) -> str:
            f"({summary['num_params']:,} parameters, {summary['device']['kind']}).",
            f"eval loss {ev['loss']:.4f}  accuracy {ev['accuracy']:.4f}  "
            f"sequence accuracy {ev['sequence_accuracy']:.4f}"]
+  if "chance_accuracy" in summary:  # summaries written before the field lack it
+    lines.append(f"chance accuracy {summary['chance_accuracy']:.4f}")
   if "memoryless_baseline_loss" in ev:
     lines.append(f"memoryless baseline loss {ev['memoryless_baseline_loss']:.4f}")
   for name in ("accuracy_by_distance", "accuracy_by_attractors"):

@@ -21,11 +21,16 @@ from seqresearch import checkpointing
 from seqresearch import distributed
 from seqresearch import host_memory
 from seqresearch import metric_writer
+from seqresearch import models
 from seqresearch import train
 from seqresearch import workdir as workdir_lib
 
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Config file and argument, e.g. configs/copy.py:lstm", lock_config=True)
+    "config", None,
+    "FILE[:MODEL[,option=value...][,tiny][,group.field=value...]], e.g. configs/copy.py:lstm "
+    "or configs/copy.py:transformer,delay=200,tiny. MODEL is one of "
+    f"{', '.join(models.MODEL_NAMES)}; the options are in the config file's docstring. "
+    "Any field: --config.group.field=value.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (created if needed).")
 _RESTART = flags.DEFINE_bool(
     "restart", False, "Move an existing run in --workdir aside and start over.")

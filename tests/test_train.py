@@ -15,6 +15,7 @@ import pytest
 
 from seqresearch import build
 from seqresearch import metric_writer
+from seqresearch import models
 from seqresearch import steps
 from seqresearch import train
 
@@ -237,3 +238,19 @@ def test_sigterm_saves_a_checkpoint_then_exits(tmp_path):
   assert steps[-1] == stopped_at  # The checkpoint is at the step it stopped, not the last 25.
   assert 40 <= stopped_at < 600
   assert not os.path.exists(workdir / "summary.json")
+
+
+def test_help_shows_the_config_argument_forms_and_every_model():
+  out = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "train.py"), "--help"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+  assert out.returncode == 0, out.stderr
+  assert "FILE[:MODEL[,option=value...][,tiny]" in out.stdout
+  for name in models.MODEL_NAMES:
+    assert name in out.stdout
+
+
+def test_summary_states_the_chance_level(tmp_path, tiny_config):
+  summary = train.train_and_evaluate(tiny_config("configs/agreement.py", "gru,tiny"),
+                                     str(tmp_path))
+  assert summary["chance_accuracy"] == 0.5
+  assert "chance accuracy 0.5000" in train.format_summary(summary)
