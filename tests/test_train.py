@@ -243,7 +243,7 @@ def test_sigterm_saves_a_checkpoint_then_exits(tmp_path):
 def test_help_shows_the_config_argument_forms_and_every_model():
   out = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "train.py"), "--help"],
                        cwd=ROOT, capture_output=True, text=True, timeout=120)
-  assert out.returncode == 0, out.stderr
+  assert out.returncode in (0, 1), out.stderr  # absl's --help exits 1 after printing
   assert "FILE[:MODEL[,option=value...][,tiny]" in out.stdout
   for name in models.MODEL_NAMES:
     assert name in out.stdout
