@@ -281,3 +281,15 @@ def test_essay_sides_come_from_the_family_not_the_carry():
   assert side == {"rnn": (True, False), "lstm": (True, False), "lru": (True, False),
                   "s6": (True, False), "conv": (False, False), "transformer": (False, True),
                   "local_attention": (False, True)}
+
+
+def test_one_seed_or_a_perfect_score_does_not_decide_a_comparison():
+  # A single seed at accuracy 1.0 had a binomial interval of exactly 0 and was called 'higher'
+  # than 0.97: one seed decided a verdict.
+  from seqresearch.study import stats  # pylint: disable=g-import-not-at-top
+  one = stats.seed_summary([1.0], examples=512)
+  assert one["ci95"] > 0  # Wilson: no certainty from 512 examples
+  assert stats.compare(one, stats.seed_summary([0.97], examples=512)) == "undecided"
+  perfect = stats.seed_summary([1.0, 1.0, 1.0], examples=512)
+  assert perfect["ci95_binomial"] > 0
+  assert stats.compare(perfect, stats.seed_summary([0.2, 0.25, 0.22], examples=512)) == "higher"

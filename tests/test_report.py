@@ -51,13 +51,16 @@ def test_one_seed_has_no_interval_and_says_why_never_nan():
 def test_binomial_and_across_seed_uncertainty_are_combined():
   seeds = stats.seed_summary([0.8, 0.9, 0.85])
   both = stats.seed_summary([0.8, 0.9, 0.85], examples=600)
-  binomial = stats.Z95 * math.sqrt(0.85 * 0.15 / (3 * 600))
+  z, n = stats.Z95, 3 * 600  # Wilson score half-width of the pooled examples
+  binomial = z / (1 + z * z / n) * math.sqrt(0.85 * 0.15 / n + z * z / (4 * n * n))
   assert both["ci95_binomial"] == pytest.approx(binomial)
   assert both["ci95"] == pytest.approx(math.hypot(seeds["ci95"], binomial))
   assert both["enough_examples"] and "examples)" not in stats.pm(both)
   # 22 examples (a '3 attractors' cell of the old quick scale): marked, and a wide interval.
   few = stats.seed_summary([1.0, 1.0, 1.0], examples=22)
-  assert few["ci95_seeds"] == 0.0 and few["ci95"] == 0.0  # p = 1 has no binomial spread
+  # p = 1 from 66 examples is not certainty: the Wilson interval keeps a binomial spread.
+  assert few["ci95_seeds"] == 0.0 and few["ci95"] == pytest.approx(few["ci95_binomial"])
+  assert few["ci95"] > 0.02
   few = stats.seed_summary([0.9, 0.9, 0.9], examples=22)
   assert few["ci95"] > 0.07 and not few["enough_examples"]
   assert stats.pm(few).endswith("(< 500 examples)")

@@ -33,9 +33,11 @@ def seed_summary(values: Sequence[float], examples: int | None = None) -> dict[s
   Without `examples` the interval is Student's t over the seeds. With `examples` (the number
   of independent evaluation examples behind each seed's value, for an accuracy in [0, 1]) the
   across-seed and the binomial uncertainty are combined: half-width
-  sqrt(h_t² + h_b²), h_t the t half-width over the seeds (0 for one seed), h_b =
-  1.96·sqrt(p(1-p) / (S·n)) the binomial half-width of the pooled S·n examples. A conservative
-  sum of the two variances: the spread over seeds already holds some binomial noise.
+  sqrt(h_t² + h_b²), h_t the t half-width over the seeds (0 for one seed), h_b the Wilson
+  score half-width (Wilson 1927) of the pooled N = S·n examples,
+  z/(1 + z²/N)·sqrt(p(1-p)/N + z²/(4N²)), which stays > 0 at p = 0 or 1 (the plain binomial
+  interval would claim certainty there). A conservative sum of the two variances: the spread
+  over seeds already holds some binomial noise.
 
   Args:
     values: one number per seed (NaN or inf allowed: counted, never dropped).
@@ -59,8 +61,9 @@ def seed_summary(values: Sequence[float], examples: int | None = None) -> dict[s
   half = half if len(finite) > 1 else None
   out.update(mean=mean, ci95=half, min=min(finite), max=max(finite))
   if examples is not None:
-    p = min(max(mean, 0.0), 1.0)
-    binomial = Z95 * math.sqrt(p * (1 - p) / (len(finite) * examples))
+    p, pooled = min(max(mean, 0.0), 1.0), len(finite) * examples
+    binomial = (Z95 / (1 + Z95 ** 2 / pooled)
+                * math.sqrt(p * (1 - p) / pooled + Z95 ** 2 / (4 * pooled ** 2)))
     out.update(examples_per_seed=int(examples), ci95_seeds=half, ci95_binomial=binomial,
                enough_examples=examples >= MIN_EXAMPLES,
                ci95=math.sqrt((half or 0.0) ** 2 + binomial ** 2))
@@ -113,10 +116,12 @@ def pm(summary: dict[str, Any] | None, spec: str = ".2f") -> str:
 def compare(a: dict[str, Any], b: dict[str, Any]) -> str:
   """'higher', 'lower', 'indistinguishable' or 'undecided': seed summary a against b.
 
-  The test: two 95% intervals that do not overlap. Without an interval on either side (one
-  seed) or without a finite mean the test cannot decide: 'undecided'.
+  The test: two 95% intervals that do not overlap. With fewer than two finite seeds on either
+  side (no spread over seeds is known, whatever the binomial interval says), without an
+  interval or without a finite mean the test cannot decide: 'undecided'.
   """
-  if a["mean"] is None or b["mean"] is None or a["ci95"] is None or b["ci95"] is None:
+  if (a["mean"] is None or b["mean"] is None or a["ci95"] is None or b["ci95"] is None
+      or a["num_finite"] < 2 or b["num_finite"] < 2):
     return "undecided"
   if a["mean"] - a["ci95"] > b["mean"] + b["ci95"]:
     return "higher"
