@@ -271,7 +271,9 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
   task = _sweep_task(name, scale)
   config = TASK_CONFIGS[task].get_config(model)
   entry = models.entry(model)
-  recurrent = entry.settings.is_recurrent
+  # Budgets by family: the recurrences (linear or not) get the recurrent budget; attention
+  # and the causal CNN (parallel over time) the parallel one.
+  recurrent = entry.family in ("recurrent", "linear_recurrence")
   config.num_seeds = train["num_seeds"]
   config.batch_size = train["batch_size"]
   config.eval_batch_size = train["eval_batch_size"]

@@ -378,3 +378,17 @@ def test_flop_counter_passes_over_prng_key_arrays():
   count = flops.matmul_flops(lambda key, x: jax.random.normal(key, x.shape) @ x,
                              jax.random.key(0), x)
   assert count == 2 * 4 * 4 * 4
+
+
+def test_uniform_mass_of_a_local_window_head():
+  # A content-blind head of window r spreads over min(t+1, r) keys and cannot reach d >= r;
+  # with the full-attention chance level, local attention looked better than chance.
+  from seqresearch.analysis import attention_mass  # pylint: disable=g-import-not-at-top
+  scored = np.zeros((1, 12), np.float32)
+  distance = np.zeros((1, 12), np.int32)
+  scored[0, [9, 11]] = 1.0
+  distance[0, 9], distance[0, 11] = 2, 6
+  full = attention_mass.uniform_mass(scored, distance)
+  local = attention_mass.uniform_mass(scored, distance, window=4)
+  assert full == pytest.approx({2: 1 / 10, 6: 1 / 12})
+  assert local == pytest.approx({2: 1 / 4, 6: 0.0})

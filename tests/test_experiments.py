@@ -293,3 +293,12 @@ def test_one_seed_or_a_perfect_score_does_not_decide_a_comparison():
   perfect = stats.seed_summary([1.0, 1.0, 1.0], examples=512)
   assert perfect["ci95_binomial"] > 0
   assert stats.compare(perfect, stats.seed_summary([0.2, 0.25, 0.22], examples=512)) == "higher"
+
+
+def test_study_budgets_follow_the_family():
+  # The causal CNN has a carry (settings.is_recurrent) but trains in parallel over time:
+  # it gets the parallel budget, the linear recurrences the recurrent one.
+  from configs import study  # pylint: disable=g-import-not-at-top
+  steps = {m: study.get_config(f"{m},sweep=long_range_copy,scale=quick").num_train_steps
+           for m in ("conv", "lstm", "lru", "transformer")}
+  assert steps["conv"] == steps["transformer"] != steps["lstm"] == steps["lru"]

@@ -71,13 +71,23 @@ def mass_on_source_by_layer(weights: Sequence[Array], scored_BxT: Array,
   return result
 
 
-def uniform_mass(scored_BxT: Array, distance_BxT: Array) -> dict[int, float]:
-  """{distance: mean 1/(t+1)}: the mass on the source of a causal head attending uniformly.
+def uniform_mass(scored_BxT: Array, distance_BxT: Array,
+                 window: int | None = None) -> dict[int, float]:
+  """{distance: mean mass on the source of a causal head attending uniformly}.
 
-  The chance level to read `mass_on_source` against: a head that ignores content.
+  The chance level to read `mass_on_source` against: a head that ignores content. Over all
+  t+1 keys it is 1/(t+1); with a local window of r keys (the query itself included) it is
+  1/min(t+1, r), and 0 for a source at distance >= r, which such a head cannot reach.
+
+  Args:
+    scored_BxT, distance_BxT: the batch's weights and distances.
+    window: r of local attention, or None for full causal attention.
   """
   _, t_N, _, d_N = _scored_pairs(scored_BxT, distance_BxT)
-  return {int(d): float((1.0 / (t_N[d_N == d] + 1)).mean()) for d in np.unique(d_N)}
+  keys_N = t_N + 1 if window is None else np.minimum(t_N + 1, window)
+  reach_N = np.ones_like(d_N, dtype=bool) if window is None else d_N < window
+  mass_N = np.where(reach_N, 1.0 / keys_N, 0.0)
+  return {int(d): float(mass_N[d_N == d].mean()) for d in np.unique(d_N)}
 
 
 def future_mass(w_BxHxTxT: Array) -> float:

@@ -141,5 +141,7 @@ def attention_mass_by_distance(restored: Restored, distances: list[int], *,
         for d, m in by_d.items():
           heads.setdefault(f"L{layer}H{head}", {}).setdefault(str(d), []).append(m)
     uniform.update({str(d): m for d, m in
-                    attention_mass.uniform_mass(batch.weights, batch.distance).items()})
+                    attention_mass.uniform_mass(
+                        batch.weights, batch.distance,
+                        window=getattr(restored.settings.model, "window", None)).items()})
   return {"heads": heads, "uniform": uniform, "seeds": list(restored.seeds)}
