@@ -71,6 +71,26 @@ def run_config(model: str, task: config_dict.ConfigDict) -> config_dict.ConfigDi
   return config
 
 
+def task_config(name: str) -> config_dict.ConfigDict:
+  """`config.task` for task `name`: `name` plus every settings field at its default.
+
+  What a task needs no config file for (configs/task.py); a task's own config file instead
+  chooses defaults and options fit for experiments.
+
+  Raises:
+    ValueError: `name` is not in tasks.SETTINGS.
+  """
+  from seqresearch import tasks  # pylint: disable=g-import-not-at-top
+  if name not in tasks.SETTINGS:
+    raise ValueError(f"task.name={name!r}: must be one of {tuple(tasks.SETTINGS)}.")
+  defaults = tasks.SETTINGS[name]()
+  group = config_dict.ConfigDict()
+  group.name = name
+  for field in dataclasses.fields(defaults):
+    setattr(group, field.name, getattr(defaults, field.name))
+  return group
+
+
 @dataclasses.dataclass(frozen=True)
 class ConfigArg:
   """The parsed `get_config(arg)` string: the model, declared options (typed), overrides."""

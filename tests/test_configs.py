@@ -9,11 +9,13 @@ from ml_collections import config_dict
 
 from seqresearch import build
 from seqresearch import models
+from seqresearch import tasks
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# Every task config file (configs/study.py is the study's, tested with the report).
+# Every task's config file (configs/study.py is the study's, tested with the report;
+# configs/task.py takes any task by name, tested below).
 CONFIG_FILES = sorted(f"configs/{f}" for f in os.listdir(os.path.join(ROOT, "configs"))
-                      if f.endswith(".py") and f not in ("__init__.py", "study.py"))
+                      if f.endswith(".py") and f not in ("__init__.py", "study.py", "task.py"))
 ARGS = [f"{m}{extra}" for m in models.MODEL_NAMES for extra in ("", ",tiny")]
 
 
@@ -149,3 +151,20 @@ def test_every_model_of_the_table_has_a_config_group_from_its_settings(load_conf
                                               if k != "name"})
     assert models.name_of(settings) == name
     assert models.entry(name).label and models.entry(name).color
+
+
+@pytest.mark.parametrize("task", sorted(tasks.SETTINGS))
+def test_generic_task_config_builds_every_task_of_the_table(task, load_config):
+  """A task of the table trains from configs/task.py with no config file of its own."""
+  for model in ("lstm", "transformer"):
+    config = load_config("configs/task.py", f"{model},task={task},tiny")
+    run = build.validate_run(config)
+    assert config.task.name == task and type(run.task) is tasks.SETTINGS[task]
+    assert run.task == tasks.SETTINGS[task]()  # the settings' own defaults
+
+
+def test_generic_task_config_needs_a_known_task(load_config):
+  with pytest.raises(ValueError, match="task=NAME is missing"):
+    load_config("configs/task.py", "lstm")
+  with pytest.raises(ValueError, match=r"task.name='nope': must be one of"):
+    load_config("configs/task.py", "lstm,task=nope")
