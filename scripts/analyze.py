@@ -11,12 +11,12 @@ exit status 2.
 """
 
 import json
-import sys
 
 from absl import app
 from absl import flags
 from absl import logging
 
+from seqresearch import cli
 from seqresearch.study import checkpoint_analysis
 from seqresearch.study import stats
 
@@ -28,19 +28,6 @@ _GRADIENT_DISTANCE = flags.DEFINE_integer(
 _EXAMPLES = flags.DEFINE_integer("num_examples", 32, "Examples in gradient and attention batches.")
 _OUT = flags.DEFINE_string("out", None, "Output directory.")
 flags.mark_flags_as_required(["workdir"])
-
-
-def _usage_error(message: str) -> int:
-  print(f"error: {message}", file=sys.stderr)
-  return 2
-
-
-def _parse_flags(argv: list[str]) -> list[str]:
-  """absl's flag parsing, with a bad flag value as one line and exit status 2."""
-  try:
-    return flags.FLAGS(argv)
-  except flags.Error as e:
-    sys.exit(_usage_error(str(e)))
 
 
 def _distances(values: list[str]) -> list[int]:
@@ -56,18 +43,18 @@ def _distances(values: list[str]) -> list[int]:
 
 def main(argv: list[str]) -> int:
   if len(argv) > 1:
-    return _usage_error(f"unexpected arguments {argv[1:]}; all options are --flags.")
+    return cli.usage_error(f"unexpected arguments {argv[1:]}; all options are --flags.")
   if not flags.FLAGS["verbosity"].present:  # orbax logs every restore at INFO
     logging.set_verbosity(logging.WARNING)
   if _EXAMPLES.value < 1:
-    return _usage_error(f"--num_examples={_EXAMPLES.value}: must be an integer >= 1.")
+    return cli.usage_error(f"--num_examples={_EXAMPLES.value}: must be an integer >= 1.")
   try:
     result = checkpoint_analysis.analyze_run(
         _WORKDIR.value, _OUT.value, step=_STEP.value,
         distances=_distances(_DISTANCES.value) or None,
         gradient_distance=_GRADIENT_DISTANCE.value, num_examples=_EXAMPLES.value)
   except (ValueError, FileNotFoundError) as e:
-    return _usage_error(str(e))
+    return cli.usage_error(str(e))
   print(json.dumps({k: result[k] for k in ("step", "seeds", "trained_distances", "skipped")}))
   for d, s in sorted(result["accuracy_by_distance"].items(), key=lambda kv: int(kv[0])):
     print(f"  distance {d:>5}: accuracy {stats.pm(s, '.4f')} "
@@ -77,4 +64,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=_parse_flags)
+  app.run(main, flags_parser=cli.parse_flags)

@@ -24,6 +24,7 @@ from absl import logging  # noqa: E402
 
 import experiments  # noqa: E402
 from configs import study as study_config  # noqa: E402
+from seqresearch import cli  # noqa: E402
 from seqresearch.study import report  # noqa: E402
 from seqresearch.study import runner  # noqa: E402
 
@@ -34,39 +35,26 @@ _EXPERIMENTS = flags.DEFINE_list("experiments", list(experiments.NAMES),
 _PARALLEL = flags.DEFINE_integer("parallel", 2, "Training processes at a time (>= 1).")
 
 
-def _usage_error(message: str) -> int:
-  print(f"error: {message}", file=sys.stderr)
-  return 2
-
-
-def _parse_flags(argv: list[str]) -> list[str]:
-  """absl's flag parsing, with a bad flag value as one line and exit status 2."""
-  try:
-    return flags.FLAGS(argv)
-  except flags.Error as e:
-    sys.exit(_usage_error(str(e)))
-
-
 def main(argv: list[str]) -> int:
   if len(argv) > 1:
-    return _usage_error(f"unexpected arguments {argv[1:]}; all options are --flags.")
+    return cli.usage_error(f"unexpected arguments {argv[1:]}; all options are --flags.")
   if not flags.FLAGS["verbosity"].present:  # orbax logs every restore at INFO
     logging.set_verbosity(logging.WARNING)
   if _PARALLEL.value < 1:
-    return _usage_error(f"--parallel={_PARALLEL.value}: must be an integer >= 1.")
+    return cli.usage_error(f"--parallel={_PARALLEL.value}: must be an integer >= 1.")
   workdir = _WORKDIR.value or f"runs/study-{_SCALE.value}"
   if os.path.exists(workdir) and not os.path.isdir(workdir):
-    return _usage_error(f"--workdir={workdir}: exists and is not a directory.")
+    return cli.usage_error(f"--workdir={workdir}: exists and is not a directory.")
   try:
     modules = experiments.modules(tuple(_EXPERIMENTS.value))
     study = runner.Study(scale=_SCALE.value, workdir=workdir, config=study_config,
                          experiments=modules, parallel=_PARALLEL.value)
   except ValueError as e:
-    return _usage_error(str(e))
+    return cli.usage_error(str(e))
   path, failed = report.write_report(study)
   print(f"Wrote {path}" + (f"; FAILED analyses: {', '.join(failed)}" if failed else ""))
   return 1 if failed else 0
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=_parse_flags)
+  app.run(main, flags_parser=cli.parse_flags)

@@ -8,7 +8,6 @@ this module is the absl entry point, importable so that sweeps start runs with
 `python -m seqresearch.train_cli` whether or not the repository's scripts/ are at hand.
 """
 
-import re
 import sys
 
 import jax
@@ -18,6 +17,7 @@ from absl import logging
 from ml_collections import config_flags
 
 from seqresearch import checkpointing
+from seqresearch import cli
 from seqresearch import distributed
 from seqresearch import host_memory
 from seqresearch import metric_writer
@@ -60,7 +60,7 @@ def main(argv: list[str]) -> int:
     config = _CONFIG.value
     allocator = config.host_allocator  # config_flags raises a config file's load error here.
   except OSError as e:
-    print(f"error: {flag_error_line(e, sys.argv)}", file=sys.stderr)
+    print(f"error: {cli.flag_error_line(e, sys.argv)}", file=sys.stderr)
     return 2
   try:
     distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
@@ -81,45 +81,9 @@ def main(argv: list[str]) -> int:
   return 0
 
 
-def flag_error_line(error: BaseException, argv: list[str]) -> str:
-  """One line for a flag or config-file error (absl and config_flags wrap the reason in a
-  traceback, usage text or a "did you mean" on a line of its own).
-
-  Args:
-    error: what parsing the flags raised.
-    argv: the command line (to name the --config. flag an unknown field came from).
-  """
-  lines = [line.strip() for line in str(error).replace("\\n", "\n").splitlines()
-           if line.strip()]
-  if isinstance(error, (AttributeError, KeyError)):  # config_flags: no such --config. field
-    words = re.findall(r"\w+", lines[0]) if lines else []
-    name = words[0] if words else "?"
-    given = next((a for a in argv if a.startswith("--config.") and name in a), "--config.")
-    hint = next((line.replace("\\", "").rstrip("'") for line in lines
-                 if line.startswith("Did you mean")), "")
-    return f"{given}: no field {name!r} in the config. {hint}".strip()
-  reasons = [m.group(1) for line in lines
-             if (m := re.match(r"^\w+(?:Error|Exception): (.+)$", line))]
-  if reasons:
-    return reasons[-1]
-  errno_line = next((line for line in lines if "[Errno" in line), None)
-  if errno_line:  # config_flags: the config file cannot be read
-    return f"--config: {errno_line}"
-  return lines[0] if lines else repr(error)
-
-
-def _parse_flags(argv: list[str]) -> list[str]:
-  """absl's flag parsing, with a user's mistake as one line and exit status 2."""
-  try:
-    return flags.FLAGS(argv)
-  except (flags.Error, OSError, ValueError, TypeError, AttributeError, KeyError) as e:
-    print(f"error: {flag_error_line(e, argv)}", file=sys.stderr)
-    sys.exit(2)
-
-
 def run() -> None:
   """Parses the flags and runs `main` (the console entry point)."""
-  app.run(main, flags_parser=_parse_flags)
+  app.run(main, flags_parser=cli.parse_flags)
 
 
 if __name__ == "__main__":
