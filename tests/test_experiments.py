@@ -24,6 +24,7 @@ import experiments
 from configs import copy as copy_config
 from configs import study as study_config
 from seqresearch import build
+from seqresearch import cli
 from seqresearch import evaluation
 from seqresearch import models
 from seqresearch import steps
@@ -257,7 +258,7 @@ def test_analyze_script_writes_strict_json_and_figures_and_skips_what_it_cannot_
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1, err
   with pytest.raises(SystemExit) as exit_info:
-    script._parse_flags([sys.argv[0], "--workdir=x", "--step=abc"])
+    cli.parse_flags([sys.argv[0], "--workdir=x", "--step=abc"])
   assert exit_info.value.code == 2
 
 
