@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from typing import Any
 
 import jax
 import optax
+from flax import nnx
 from ml_collections import config_dict
 
 from seqresearch import host_memory
@@ -97,6 +99,55 @@ def run_warnings(config: config_dict.ConfigDict) -> list[str]:
                "checkpoint can be kept as best. Make checkpoint_every_steps a multiple of "
                "eval_every_steps.")
   return out
+
+
+def device_memory_bytes() -> int | None:
+  """Memory of one device: the accelerator's limit, or the host's RAM for the CPU backend."""
+  stats = jax.devices()[0].memory_stats() or {}
+  if "bytes_limit" in stats:
+    return int(stats["bytes_limit"])
+  try:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+  except (ValueError, OSError, AttributeError):
+    return None
+
+
+def check_memory(config: config_dict.ConfigDict, settings: RunSettings, num_devices: int,
+                 limit_bytes: int | None = None) -> None:
+  """Refuses, before compiling, a run that cannot fit on a device.
+
+  A lower bound of what one device holds (float32): parameters, their gradients and Adam's two
+  moments for every seed (4 copies; the state is replicated), plus the logits of one batch shard
+  and their gradient (2 x B/devices x T x V per seed). XLA needs more (activations, residuals),
+  so a run refused here would certainly fail, after minutes of compiling; one that passes may
+  still run out of memory.
+
+  Args:
+    config: the run config (num_seeds, batch_size).
+    settings: its validated settings.
+    num_devices: devices the batch is sharded over.
+    limit_bytes: the device's memory (default: `device_memory_bytes()`; None: no check).
+
+  Raises:
+    ValueError: the bound exceeds the device, naming both and the fields to lower.
+  """
+  limit = device_memory_bytes() if limit_bytes is None else limit_bytes
+  if limit is None:
+    return
+  abstract = nnx.eval_shape(lambda: models.build_model(
+      settings.model, vocab_size=settings.vocab_size, rngs=nnx.Rngs(0)))
+  num_params = sum(x.size for x in jax.tree.leaves(nnx.state(abstract, nnx.Param)))
+  state_bytes = 4 * 4 * num_params * config.num_seeds
+  logits_bytes = (2 * 4 * config.num_seeds * (config.batch_size // num_devices)
+                  * settings.seq_len * settings.vocab_size)
+  if state_bytes + logits_bytes > limit:
+    gib = 2.0 ** 30
+    raise ValueError(
+        f"model.name={config.model.name!r} with these sizes needs at least "
+        f"{(state_bytes + logits_bytes) / gib:.1f} GiB on each device ({num_params:,} parameters "
+        f"x 4 copies x {config.num_seeds} seed(s): {state_bytes / gib:.1f} GiB; logits and "
+        f"their gradient: {logits_bytes / gib:.1f} GiB), more than the device's "
+        f"{limit / gib:.1f} GiB: lower the model's widths, batch_size or num_seeds.")
 
 
 def validate_run(config: config_dict.ConfigDict, num_devices: int = 1,
@@ -225,6 +276,7 @@ def build_run(config: config_dict.ConfigDict, num_seeds: int | None = None) -> R
     ValueError: a bad config field (before anything is compiled).
   """
   settings = validate_run(config, num_devices=jax.device_count())
+  check_memory(config, settings, jax.device_count())
   num_seeds = config.num_seeds if num_seeds is None else num_seeds
   tx = make_optimizer(config.optimizer, config.num_train_steps)
   keys = steps.seed_keys(config.seed, num_seeds)

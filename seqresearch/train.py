@@ -126,7 +126,9 @@ def train_and_evaluate(config: config_dict.ConfigDict, workdir: str,
     NonFiniteLossError: the loss became NaN/Inf (the step and last good checkpoint named).
   """
   # Everything that can be wrong with the config fails here, before anything is compiled.
-  build.validate_run(config, num_devices=jax.device_count(), warn=distributed.is_leader())
+  settings = build.validate_run(config, num_devices=jax.device_count(),
+                                warn=distributed.is_leader())
+  build.check_memory(config, settings, jax.device_count())  # before compiling for minutes
   lock, changes = None, []
   if distributed.is_leader():
     lock, changes = workdir_lib.prepare(config, workdir, restart)

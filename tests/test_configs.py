@@ -168,3 +168,21 @@ def test_generic_task_config_needs_a_known_task(load_config):
     load_config("configs/task.py", "lstm")
   with pytest.raises(ValueError, match=r"task.name='nope': must be one of"):
     load_config("configs/task.py", "lstm,task=nope")
+
+
+def test_sizes_that_cannot_fit_the_device_are_refused_before_compiling(load_config):
+  # Issue 14.10: an out-of-memory size used to compile for minutes, then fail inside JAX.
+  config = load_config("configs/copy.py", "transformer,model.d_model=32768,model.mlp_dim=131072")
+  settings = build.validate_run(config)
+  with pytest.raises(ValueError, match=r"needs at least .* GiB on each device .* more than the "
+                                       r"device's 24.0 GiB"):
+    build.check_memory(config, settings, num_devices=1, limit_bytes=24 * 2**30)
+  small = load_config("configs/copy.py", "lstm")
+  build.check_memory(small, build.validate_run(small), num_devices=1, limit_bytes=24 * 2**30)
+  # The bound counts every seed's copy of the state.
+  config = load_config("configs/copy.py", "lstm,model.hidden_size=4096")
+  settings = build.validate_run(config)
+  build.check_memory(config, settings, num_devices=1, limit_bytes=2 * 2**30)
+  config.num_seeds = 8
+  with pytest.raises(ValueError, match="8 seed"):
+    build.check_memory(config, settings, num_devices=1, limit_bytes=2 * 2**30)
