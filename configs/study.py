@@ -10,7 +10,8 @@ analyses them. One sweep can be run alone like any other:
 
 Sweep argument: sweep=NAME[,scale=smoke|quick|full]. A member's argument puts its model in
 front (MODEL,sweep=NAME,scale=SCALE[,any.dotted.field=value]) and starts from the task's own
-config (configs.copy or configs.agreement), resized to the scale.
+config (configs.copy, configs.agreement, or configs.mqar for the capacity sweep), resized to
+the scale.
 
 Which models: every model of `seqresearch.models.MODELS` ('all'), or at the smoke scale the
 first model of each family ('one_per_family'), plus the explicit variants of a table model
@@ -28,11 +29,12 @@ from ml_collections import config_dict
 
 from configs import agreement as agreement_config
 from configs import copy as copy_config
+from configs import mqar as mqar_config
 from seqresearch import configlib
 from seqresearch import models
 from seqresearch.study import variants
 
-TASK_CONFIGS = {"copy": copy_config, "agreement": agreement_config}
+TASK_CONFIGS = {"copy": copy_config, "agreement": agreement_config, "mqar": mqar_config}
 
 SCALES = {
     "smoke": {
@@ -50,8 +52,8 @@ SCALES = {
             # Training steps by task, for recurrent models and for the others (attention ...).
             # Recurrent models take more, cheaper steps; agreement scores one position per
             # example (copy: ten), so it needs more of them.
-            "recurrent_steps": {"copy": 20, "agreement": 20},
-            "parallel_steps": {"copy": 20, "agreement": 20},
+            "recurrent_steps": {"copy": 20, "agreement": 20, "mqar": 20},
+            "parallel_steps": {"copy": 20, "agreement": 20, "mqar": 20},
             "warmup_steps": 5,  # learning-rate warmup of models whose table entry warms up
             # Model sizes by family (fields a model does not declare are skipped); a family
             # not listed takes "other", or without it the model's table `tiny` sizes.
@@ -88,6 +90,24 @@ SCALES = {
             "repetitions": 2,  # timed calls per point (after one warm-up); the median is kept
             "max_dataflow_length": 64,  # dataflow depth is walked step by step: cap n there
         },
+        "capacity": {
+            # MQAR (configs/mqar.py): one run per model, state size and number of pairs K.
+            "pairs": (2, 4),  # K, key-value pairs to hold
+            "length": 12,  # task.length for every K (>= 3·max K): only K varies
+            # Two or more model sizes per family, smallest state first (fields a model does
+            # not declare are skipped; a family not listed takes "other"). Applied on top of
+            # the train sizes; the state each gives is counted by study.state_size.
+            "sizes": {
+                "recurrent": ({"hidden_size": 8}, {"hidden_size": 16}),
+                "linear_recurrence": ({"hidden_size": 8, "state_size": 2},
+                                      {"hidden_size": 16, "state_size": 8}),
+                "convolution": ({"d_model": 8}, {"d_model": 16}),
+                "attention": ({"d_model": 8, "num_heads": 2, "mlp_dim": 16},
+                              {"d_model": 16, "num_heads": 2, "mlp_dim": 32}),
+                "other": ({"hidden_size": 8, "d_model": 8, "state_size": 2},
+                          {"hidden_size": 16, "d_model": 16, "state_size": 8}),
+            },
+        },
         "complexity": {
             "width": 16,  # d for the sweep over n
             "lengths": (8, 16, 32, 64, 128, 256, 512),  # n for the sweep over n
@@ -110,8 +130,9 @@ SCALES = {
             # distances (10 .. 20) is 512 per distance; copy runs have one distance each.
             "eval_batch_size": 256,
             "num_eval_batches": 22,
-            "recurrent_steps": {"copy": 600, "agreement": 1500},
-            "parallel_steps": {"copy": 400, "agreement": 300},
+            # MQAR (capacity): 40 runs, kept to a few minutes; it shows the direction only.
+            "recurrent_steps": {"copy": 600, "agreement": 1500, "mqar": 300},
+            "parallel_steps": {"copy": 400, "agreement": 300, "mqar": 200},
             "warmup_steps": 30,
             "sizes": {
                 "recurrent": {"embed_dim": 32, "hidden_size": 64},
@@ -147,6 +168,21 @@ SCALES = {
             "repetitions": 3,
             "max_dataflow_length": 256,
         },
+        "capacity": {
+            "pairs": (2, 8),
+            "length": 32,
+            "sizes": {
+                "recurrent": ({"hidden_size": 8}, {"hidden_size": 64}),
+                # LRU and S6: N (state_size) per channel; minGRU/minLSTM: hidden_size.
+                "linear_recurrence": ({"hidden_size": 8, "state_size": 2},
+                                      {"hidden_size": 64, "state_size": 16}),
+                "convolution": ({"d_model": 16}, {"d_model": 64}),
+                "attention": ({"d_model": 16, "num_heads": 2, "mlp_dim": 32},
+                              {"d_model": 64, "num_heads": 4, "mlp_dim": 128}),
+                "other": ({"hidden_size": 8, "d_model": 16, "state_size": 2},
+                          {"hidden_size": 64, "d_model": 64, "state_size": 16}),
+            },
+        },
         "complexity": {
             "width": 64,
             "lengths": (16, 32, 64, 128, 256, 512, 1024, 2048, 4096),
@@ -167,8 +203,8 @@ SCALES = {
             "batch_size": 64,
             "eval_batch_size": 256,
             "num_eval_batches": 100,  # 25600 examples: 502 per agreement distance (10 .. 60)
-            "recurrent_steps": {"copy": 5000, "agreement": 5000},
-            "parallel_steps": {"copy": 2000, "agreement": 2000},
+            "recurrent_steps": {"copy": 5000, "agreement": 5000, "mqar": 5000},
+            "parallel_steps": {"copy": 2000, "agreement": 2000, "mqar": 3000},
             "warmup_steps": 100,
             "sizes": {
                 "recurrent": {"embed_dim": 64, "hidden_size": 128},
@@ -204,6 +240,23 @@ SCALES = {
             "repetitions": 5,
             "max_dataflow_length": 1024,
         },
+        "capacity": {
+            "pairs": (4, 8, 16, 32),
+            "length": 128,
+            "sizes": {
+                "recurrent": ({"hidden_size": 32}, {"hidden_size": 128}, {"hidden_size": 512}),
+                "linear_recurrence": ({"hidden_size": 32, "state_size": 4},
+                                      {"hidden_size": 128, "state_size": 16},
+                                      {"hidden_size": 512, "state_size": 64}),
+                "convolution": ({"d_model": 32}, {"d_model": 128}, {"d_model": 512}),
+                "attention": ({"d_model": 32, "num_heads": 2, "mlp_dim": 128},
+                              {"d_model": 64, "num_heads": 4, "mlp_dim": 256},
+                              {"d_model": 128, "num_heads": 4, "mlp_dim": 512}),
+                "other": ({"hidden_size": 32, "d_model": 32, "state_size": 4},
+                          {"hidden_size": 128, "d_model": 128, "state_size": 16},
+                          {"hidden_size": 512, "d_model": 512, "state_size": 64}),
+            },
+        },
         "complexity": {
             "width": 128,
             "lengths": (16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384),
@@ -218,7 +271,7 @@ SCALES = {
     },
 }
 
-SWEEPS = ("long_range_copy", "long_range_agreement", "extrapolation")
+SWEEPS = ("long_range_copy", "long_range_agreement", "extrapolation", "capacity")
 
 
 def get_study(scale: str) -> config_dict.ConfigDict:
@@ -254,6 +307,8 @@ def _sweep_task(sweep: str, scale: str) -> str:
   """The task a sweep trains on."""
   if sweep == "extrapolation":
     return _extrapolation_task(scale)[0]
+  if sweep == "capacity":
+    return "mqar"
   return "copy" if sweep == "long_range_copy" else "agreement"
 
 
@@ -312,6 +367,8 @@ def get_sweep(arg: str | None = None) -> list[dict]:
   s = SCALES[scale]
   lr = s["long_range"]
   table = study_models(scale)
+  if name == "capacity":
+    return _capacity_members(table, scale)
   copy_length = _task("copy").copy_length
   prefix = _task("agreement").max_prefix
   if name == "long_range_copy":
@@ -335,3 +392,23 @@ def get_sweep(arg: str | None = None) -> list[dict]:
     longest = max(ex["eval_distances"]) + prefix + 1  # prefix, distance, query
   chosen = (*(table if ex["models"] == "all" else ()), *ex["extra_variants"])
   return _members(chosen, longest, task, max_len=True)
+
+
+def capacity_sizes(model: str, scale: str) -> list[dict]:
+  """The model fields of each capacity size of `model` at `scale` (smallest state first).
+
+  The family's sizes (or "other"'s), restricted to the fields the model declares.
+  """
+  sizes = SCALES[scale]["capacity"]["sizes"]
+  fields = models.model_config(model)
+  chosen = sizes.get(models.entry(model).family, sizes["other"])
+  return [{k: v for k, v in size.items() if k in fields} for size in chosen]
+
+
+def _capacity_members(table, scale: str) -> list[dict]:
+  """One MQAR run per table model, size and number of pairs K, all at one sequence length."""
+  capacity = SCALES[scale]["capacity"]
+  return [{"model": model, **{f"model.{k}": v for k, v in size.items()},
+           "task.num_pairs": pairs, "task.length": capacity["length"]}
+          for model in table for size in capacity_sizes(model, scale)
+          for pairs in capacity["pairs"]]

@@ -8,7 +8,7 @@ import importlib
 from types import ModuleType
 
 NAMES = ("long_range", "extrapolation", "gradient_path", "attention_maps", "parallelism",
-         "complexity")
+         "complexity", "capacity")
 
 
 def modules(names: tuple[str, ...] = NAMES) -> dict[str, ModuleType]:

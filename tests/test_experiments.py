@@ -303,3 +303,184 @@ def test_study_budgets_follow_the_family():
   steps = {m: study.get_config(f"{m},sweep=long_range_copy,scale=quick").num_train_steps
            for m in ("conv", "lstm", "lru", "transformer")}
   assert steps["conv"] == steps["transformer"] != steps["lstm"] == steps["lru"]
+
+
+# ---------------------------------------------------------------- capacity (MQAR, state size)
+
+
+def _state(name: str, seq_len: int = 64, **fields) -> int:
+  from seqresearch.study import state_size  # pylint: disable=g-import-not-at-top
+  return state_size.state_floats(models.model_settings(name, **fields), seq_len)
+
+
+def test_state_floats_of_the_recurrent_family_is_the_hidden_state_lstm_twice():
+  # Elman RNN and GRU hold h (H per layer); the LSTM c and h (2H per layer).
+  assert _state("rnn", hidden_size=24, num_layers=2) == 24 * 2
+  assert _state("gru", hidden_size=24, num_layers=1) == 24
+  assert _state("lstm", hidden_size=24, num_layers=3) == 2 * 24 * 3
+  # The embedding width and the sequence length do not change a carry.
+  assert _state("lstm", 8, hidden_size=24, embed_dim=7) == _state("lstm", 512, hidden_size=24)
+
+
+def test_state_floats_of_the_linear_recurrences_is_their_state_per_layer_times_layers():
+  # LRU: N complex channels per layer, two floats each.
+  assert _state("lru", d_model=16, state_size=10, num_layers=3) == 2 * 10 * 3
+  # minGRU / minLSTM: h, H per layer.
+  assert _state("mingru", hidden_size=12, num_layers=2) == 12 * 2
+  assert _state("minlstm", hidden_size=12, num_layers=3) == 12 * 3
+  # Mamba (S6): the E x N state plus the k - 1 conv inputs of width E, E = expand * D.
+  e = 2 * 16
+  assert _state("s6", d_model=16, expand=2, state_size=5, conv_kernel=4, num_layers=2) == \
+      (e * 5 + 3 * e) * 2
+
+
+def test_state_floats_of_the_causal_cnn_is_its_receptive_field_buffer():
+  # Layer l keeps (k - 1) * dilation_l inputs of width D: dilations 1, 3, 9 (k^l) or all 1.
+  assert _state("conv", d_model=8, kernel_size=3, num_layers=3, dilation="exponential") == \
+      8 * 2 * (1 + 3 + 9)
+  assert _state("conv", d_model=8, kernel_size=3, num_layers=3, dilation="none") == 8 * 2 * 3
+
+
+def test_state_floats_of_attention_is_the_kv_cache_it_grows_with_the_sequence():
+  assert _state("transformer", 100, d_model=32, num_heads=4, num_layers=2) == 2 * 2 * 32 * 100
+  assert _state("transformer", 200, d_model=32, num_heads=4, num_layers=2) == 2 * 2 * 32 * 200
+  # A local window keeps only its last r keys and values.
+  assert _state("local_attention", 100, d_model=32, num_heads=4, num_layers=2, window=16) == \
+      2 * 2 * 32 * 16
+  assert _state("local_attention", 10, d_model=32, num_heads=4, num_layers=2, window=16) == \
+      2 * 2 * 32 * 10
+  with pytest.raises(ValueError, match="seq_len=0"):
+    _state("transformer", 0)
+
+
+@pytest.mark.parametrize("scale", tuple(study_config.SCALES))
+def test_capacity_sweep_runs_every_study_model_at_growing_states_and_one_length(scale):
+  from configs import mqar as mqar_config  # pylint: disable=g-import-not-at-top
+  from seqresearch.study import state_size  # pylint: disable=g-import-not-at-top
+  members = study_config.get_sweep(f"sweep=capacity,scale={scale}")
+  capacity = study_config.SCALES[scale]["capacity"]
+  assert {m["model"] for m in members} == set(study_config.study_models(scale))
+  assert {m["task.length"] for m in members} == {capacity["length"]}
+  assert len(capacity["pairs"]) >= 2
+  for model in study_config.study_models(scale):
+    config = study_config.get_config(f"{model},sweep=capacity,scale={scale}")
+    assert config.task.name == mqar_config.get_config().task.name
+    states = []
+    for size in study_config.capacity_sizes(model, scale):
+      own = [m for m in members if m["model"] == model and
+             all(m[f"model.{k}"] == v for k, v in size.items())]
+      assert sorted(m["task.num_pairs"] for m in own) == sorted(capacity["pairs"])
+      fields = {k: v for k, v in config.model.items() if k != "name"} | size
+      states.append(state_size.state_floats(models.model_settings(model, **fields),
+                                             capacity["length"]))
+    assert len(states) >= 2 and states == sorted(set(states)), (model, states)
+
+
+def _capacity_accuracy(model: str, size: int, pairs: int) -> float:
+  """Constructed final accuracies: the RNN gains from its larger state, the LRU needs none,
+  attention recalls everything, the CNN (which cannot reach the pairs) stays at chance."""
+  family = models.entry(model).family
+  if family == "recurrent":
+    return {(0, 2): 0.6, (0, 4): 0.3, (1, 2): 1.0, (1, 4): 0.97}[size, pairs]
+  if family == "linear_recurrence":
+    return 0.98
+  if family == "attention":
+    return 1.0
+  return 1.0 / pairs
+
+
+def _fake_capacity_runs(study: runner.Study, accuracy) -> None:
+  """Writes config.json and a 3-seed summary.json into every capacity run directory."""
+  for run in study.runs("capacity"):
+    os.makedirs(run.workdir, exist_ok=True)
+    with open(os.path.join(run.workdir, "config.json"), "w") as f:
+      json.dump(run.config, f)
+    fields = dict(run.overrides)
+    sizes = study_config.capacity_sizes(run.model, study.scale)
+    size = next(i for i, s in enumerate(sizes)
+                if all(fields[f"model.{k}"] == v for k, v in s.items()))
+    a = accuracy(run.model, size, fields["task.num_pairs"])
+    seeds = [min(1.0, a + d) for d in (-0.01, 0.0, 0.01)]
+    with open(os.path.join(run.workdir, "summary.json"), "w") as f:
+      json.dump({"eval_by_seed": {str(s): {"accuracy": x} for s, x in enumerate(seeds)}}, f)
+
+
+def _cited_numbers_equal_results(verdict, results) -> None:
+  from seqresearch.study import stats, verdicts  # pylint: disable=g-import-not-at-top
+  assert verdict.cited
+  for c in verdict.cited:
+    assert verdicts.lookup(results, c["path"]) == c["value"]
+    assert stats.fmt(c["value"], c["spec"]) == c["text"] and c["text"] in verdict.text
+
+
+def test_capacity_analysis_reads_every_run_and_the_verdict_follows_the_state(tmp_path):
+  from seqresearch.study import stats  # pylint: disable=g-import-not-at-top
+  capacity = experiments.modules(("capacity",))["capacity"]
+  study = runner.Study("smoke", str(tmp_path), config=study_config,
+                       experiments={"capacity": capacity})
+  _fake_capacity_runs(study, _capacity_accuracy)
+  results = stats.json_ready(capacity.run(study))
+  smoke = study_config.SCALES["smoke"]["capacity"]
+  assert results["pairs"] == list(smoke["pairs"]) and results["length"] == smoke["length"]
+  assert set(results["variants"]) == set(study_config.study_models("smoke"))
+  assert len(results["runs"]) == len(study.runs("capacity")) and not results["failed_runs"]
+  rnn = results["variants"]["rnn"]["sizes"]
+  assert [s["state_floats"] for s in rnn] == [8, 16]  # hidden 8 and 16, one layer
+  assert rnn[1]["fields"] == {"hidden_size": 16}
+  assert rnn[0]["by_pairs"]["4"]["accuracy"]["per_seed"] == pytest.approx([0.29, 0.3, 0.31])
+  transformer = results["variants"]["transformer"]["sizes"]
+  assert transformer[0]["state_floats"] == 2 * 2 * 8 * 12  # 2 layers, d_model 8, T = 12
+  verdict = capacity.verdict(results)
+  _cited_numbers_equal_results(verdict, results)
+  text = verdict.text
+  assert "higher accuracy at equal K in 2 of 4 comparisons" in text  # the RNN at K = 2 and 4
+  assert "The smallest state already recalls K pairs" in text and "LRU at K = 4" in text
+  assert "accuracy rises with state size" in text
+  assert "The Transformer stays at or above 0.9" in text
+  # The largest LRU (0.98) is level with the Transformer (1.0) at K = 4: against the essay.
+  assert len(verdict.contradictions) == 1 and "LRU" in verdict.contradictions[0]
+  paths = capacity.figures(results, str(tmp_path / "figures"))
+  assert len(paths) == 2 and all(os.path.getsize(p) > 1000 for p in paths)
+  assert "| Elman RNN | 16 | hidden_size=16 |" in capacity.tables(results)
+
+
+def test_capacity_verdict_is_undecided_when_nothing_is_learnt(tmp_path):
+  from seqresearch.study import stats  # pylint: disable=g-import-not-at-top
+  capacity = experiments.modules(("capacity",))["capacity"]
+  study = runner.Study("smoke", str(tmp_path), config=study_config,
+                       experiments={"capacity": capacity})
+  _fake_capacity_runs(study, lambda model, size, pairs: 1.0 / pairs + 0.02)
+  results = stats.json_ready(capacity.run(study))
+  verdict = capacity.verdict(results)
+  _cited_numbers_equal_results(verdict, results)
+  assert "undecided at this scale" in verdict.text
+  assert "not learnt within the budget" in verdict.text
+  assert "accuracy rises with state size" not in verdict.text and not verdict.contradictions
+  # Chance (1/K) falls with K: a model at chance at every K does not 'fall as K grows'.
+  assert "falls as K grows" not in verdict.text
+
+
+@pytest.mark.slow
+def test_capacity_report_end_to_end_at_smoke_scale(tmp_path):
+  # About 3 minutes on a loaded 2-core CPU (16 tiny MQAR runs), hence slow-marked.
+  result = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "report.py"),
+                           "--scale=smoke", "--experiments=capacity", f"--workdir={tmp_path}"],
+                          capture_output=True, text=True)
+  assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+  text = (tmp_path / "REPORT.md").read_text()
+  module = experiments.modules(("capacity",))["capacity"]
+  assert f"## 1. {module.TITLE}" in text and "Pipeline check only" in text
+  assert "**Verdict.**" not in text
+  results = _strict_json(tmp_path / "capacity" / "results.json")
+  assert set(results["variants"]) == set(study_config.study_models("smoke"))
+  assert len(results["figures"]) == 2
+  for figure in results["figures"]:
+    assert (tmp_path / figure).stat().st_size > 1000
+  for sizes in results["variants"].values():
+    assert len(sizes["sizes"]) == 2
+    for size in sizes["sizes"]:
+      assert sorted(size["by_pairs"], key=int) == ["2", "4"]
+      for point in size["by_pairs"].values():
+        summary = json.loads((tmp_path / point["run"] / "summary.json").read_text())
+        assert point["accuracy"]["per_seed"] == pytest.approx(
+            [summary["eval_by_seed"][k]["accuracy"] for k in sorted(summary["eval_by_seed"])])

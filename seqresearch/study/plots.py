@@ -47,12 +47,14 @@ def integer_ticks(ax: Any, xs: Sequence[int] | None = None, axis: str = "x") -> 
 
 
 def errorbar(ax: Any, name: str, xs: Sequence[float], summaries: Sequence[dict[str, Any]],
-             points: bool = True) -> None:
+             points: bool = True, **style: Any) -> None:
   """Mean ± 95% interval over seeds of variant `name`, and each seed as a small point.
 
-  Seeds are drawn where they are finite, so bimodal outcomes show as two clusters.
+  Seeds are drawn where they are finite, so bimodal outcomes show as two clusters. `style`
+  overrides line properties of `variants.style(name)` (e.g. a marker and label per model
+  size); the colour stays the model's.
   """
-  s = variants.style(name)
+  s = {**variants.style(name), **style}
   mean = [x["mean"] if x["mean"] is not None else float("nan") for x in summaries]
   err = [x["ci95"] if x["ci95"] is not None else 0.0 for x in summaries]
   ax.errorbar(xs, mean, yerr=err, capsize=3, **s)
