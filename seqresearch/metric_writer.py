@@ -120,11 +120,12 @@ class MetricWriter:
       self._file.write(line)
       self._file.flush()  # A kill loses nothing written before the next checkpoint.
     board = self._board(seed)
-    for name, value in metrics.items():
+    for name, value in metrics.items():  # None: a diverged seed's value (no point drawn)
       if isinstance(value, dict):
         for key, v in value.items():
-          board.add_scalar(f"{split}/{name}/{key}", v, step)
-      else:
+          if v is not None:
+            board.add_scalar(f"{split}/{name}/{key}", v, step)
+      elif value is not None:
         board.add_scalar(f"{split}/{name}", value, step)
     with workdir_lib.disk_full_reported(os.path.join(self._workdir, "tensorboard")):
       board.flush()

@@ -291,10 +291,15 @@ def expand(config_path: str, arg: str | None, sweep_dir: str,
   return runs
 
 
-def _statistic(metric: str, values: list[float]) -> dict[str, Any]:
+def _number(value: Any) -> float | None:
+  """A summary's metric as a float; None (written for a diverged seed) stays None."""
+  return None if value is None else float(value)
+
+
+def _statistic(metric: str, values: list[float | None]) -> dict[str, Any]:
   """Mean and 95% CI half-width, None (with the reason) where a number cannot be given."""
   out: dict[str, Any] = {f"{metric}_mean": None, f"{metric}_ci95": None}
-  bad = sum(not math.isfinite(v) for v in values)
+  bad = sum(v is None or not math.isfinite(v) for v in values)  # None: a diverged seed
   if bad:
     out[f"{metric}_null_reason"] = f"{bad} of {len(values)} seeds non-finite"
     return out
@@ -335,11 +340,11 @@ def summarize(runs: list[Run], sweep_dir: str) -> list[dict[str, Any]]:
     per_seed = [by_seed[s] for s in seeds]
     row = {**group, "seeds": seeds, "num_seeds": len(seeds)}
     for metric in SUMMARY_METRICS:
-      row.update(_statistic(metric, [float(m[metric]) for m in per_seed]))
+      row.update(_statistic(metric, [_number(m[metric]) for m in per_seed]))
     distances = sorted({d for m in per_seed for d in m["accuracy_by_distance"]}, key=int)
     row["accuracy_by_distance"] = {}
     for d in distances:
-      values = [float(m["accuracy_by_distance"][d]) for m in per_seed
+      values = [_number(m["accuracy_by_distance"][d]) for m in per_seed
                 if d in m["accuracy_by_distance"]]
       stat = _statistic("accuracy", values)
       row["accuracy_by_distance"][d] = {k.replace("accuracy_", ""): v for k, v in stat.items()}

@@ -39,36 +39,82 @@ class NonFiniteLossError(RuntimeError):
 
 
 def _check_finite(state: steps.TrainState, checkpoints: checkpointing.Checkpoints,
-                  eval_losses: tuple[float, ...] = ()) -> None:
-  """Raises if any seed's train loss or gradient norm was ever NaN/Inf, or an eval loss is."""
-  first_bad_S = np.asarray(state.first_nonfinite_step)
-  bad, what = (int(first_bad_S[first_bad_S >= 0].min()), "training loss or gradient norm") \
-      if (first_bad_S >= 0).any() else (-1, "")
-  if bad < 0 and not np.isfinite(eval_losses).all():
-    bad, what = int(np.asarray(state.step).max()), "evaluation loss"
-  if bad >= 0:
-    checkpoints.wait()
-    last = checkpoints.latest_step()
-    where = (f"the last good checkpoint is step {last} in {checkpoints.directory}"
-             if last is not None else "no checkpoint was saved before it")
-    raise NonFiniteLossError(
-        f"{what} became NaN/Inf at step {bad}; {where}. Lower optimizer.learning_rate (or "
-        "optimizer.grad_clip_norm) and rerun: it resumes from that checkpoint and records the "
-        "change; turning clipping on or off needs --restart.")
+                  eval_losses: tuple[float, ...] = (), seeds: tuple[int, ...] = (),
+                  announced: set[int] | None = None) -> None:
+  """Stops the run when every seed's loss went NaN/Inf; names a seed that alone diverged.
+
+  A run of several seeds goes on while one of them is finite: a diverged seed is a result
+  (counted by the study, never dropped), and stopping would lose the others. Its metrics are
+  recorded as null from then on (`nonfinite_seeds` in the summary).
+
+  Args:
+    state: the train state, leaves [S, ...].
+    checkpoints: the run's checkpoints (to name the last good one).
+    eval_losses: the last evaluation's loss per seed, if one was just run.
+    seeds: the seed ids (for the message).
+    announced: seeds already reported as diverged (updated in place).
+
+  Raises:
+    NonFiniteLossError: no seed is finite any more.
+  """
+  first_bad_S = np.asarray(state.first_nonfinite_step).reshape(-1)
+  bad_S = first_bad_S >= 0
+  if len(eval_losses):
+    bad_S = bad_S | ~np.isfinite(np.asarray(eval_losses, np.float64))
+  if not bad_S.any():
+    return
+  if not bad_S.all():
+    for s in np.flatnonzero(bad_S):
+      seed = seeds[s] if s < len(seeds) else int(s)
+      if announced is not None and seed not in announced:
+        announced.add(seed)
+        at = int(first_bad_S[s]) if first_bad_S[s] >= 0 else int(np.asarray(state.step).max())
+        progress.note(f"WARNING: seed {seed} became NaN/Inf at step {at}; its metrics are "
+                      f"recorded as null and the other {int((~bad_S).sum())} seed(s) go on.")
+    return
+  train_bad = first_bad_S >= 0
+  bad, what = ((int(first_bad_S[train_bad].min()), "training loss or gradient norm")
+               if train_bad.any() else (int(np.asarray(state.step).max()), "evaluation loss"))
+  checkpoints.wait()
+  last = checkpoints.latest_step()
+  where = (f"the last good checkpoint is step {last} in {checkpoints.directory}"
+           if last is not None else "no checkpoint was saved before it")
+  raise NonFiniteLossError(
+      f"{what} became NaN/Inf at step {bad}{' in every seed' if len(bad_S) > 1 else ''}; "
+      f"{where}. Lower optimizer.learning_rate (or optimizer.grad_clip_norm) and rerun: it "
+      "resumes from that checkpoint and records the change; turning clipping on or off needs "
+      "--restart.")
+
+
+def finite_or_none(metrics: dict[str, Any]) -> dict[str, Any]:
+  """`metrics` with every non-finite number replaced by None (strict JSON), dicts included."""
+  def fix(value: Any) -> Any:
+    if isinstance(value, dict):
+      return {k: fix(v) for k, v in value.items()}
+    if isinstance(value, float) and not np.isfinite(value):
+      return None
+    return value
+  return {k: fix(v) for k, v in metrics.items()}
 
 
 def mean_metrics(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
-  """Average over seeds of every scalar metric and, key by key, of every dict metric."""
-  if len(per_seed) == 1:
-    return dict(per_seed[0])
+  """Average over seeds of every scalar metric and, key by key, of every dict metric.
+
+  Non-finite values (None or NaN: a seed that diverged) are left out of the mean; the summary
+  names those seeds (`nonfinite_seeds`), so none is dropped silently. None where no seed is
+  finite.
+  """
+  def mean(values: list[Any]) -> float | None:
+    finite = [float(v) for v in values if v is not None and np.isfinite(v)]
+    return float(np.mean(finite)) if finite else None
+
   out = {}
   for name, value in per_seed[0].items():
     if isinstance(value, dict):
       keys = sorted({k for m in per_seed for k in m[name]}, key=int)
-      out[name] = {k: float(np.mean([m[name][k] for m in per_seed if k in m[name]]))
-                   for k in keys}
+      out[name] = {k: mean([m[name][k] for m in per_seed if k in m[name]]) for k in keys}
     else:
-      out[name] = float(np.mean([m[name] for m in per_seed]))
+      out[name] = mean([m[name] for m in per_seed])
   return out
 
 
@@ -179,9 +225,10 @@ def _train(config: config_dict.ConfigDict, workdir: str,
 
     def write_all(step: int, split: str, per_seed: list[dict[str, Any]]) -> None:
       for seed, metrics in zip(seeds, per_seed):
-        writer.write(step, split, metrics, seed=seed)
+        writer.write(step, split, finite_or_none(metrics), seed=seed)
 
     last_eval = None
+    diverged: set[int] = set()  # seeds that went NaN/Inf while others stayed finite
     if start == 0:
       last_eval = evaluate(state.params, keys["eval"])
       write_all(0, "eval", last_eval)
@@ -196,7 +243,7 @@ def _train(config: config_dict.ConfigDict, workdir: str,
         bar.advance()
         is_last = step == total
         if step % config.log_every_steps == 0 or is_last:
-          _check_finite(state, checkpoints)
+          _check_finite(state, checkpoints, seeds=tuple(seeds), announced=diverged)
           sums = jax.device_get(state.sums)
           now = time.time()
           rate = (step - tick_step) / max(now - tick_time, 1e-9)
@@ -212,15 +259,17 @@ def _train(config: config_dict.ConfigDict, workdir: str,
         eval_metrics = None
         if step % config.eval_every_steps == 0 or is_last:
           last_eval = eval_metrics = evaluate(state.params, keys["eval"])
-          _check_finite(state, checkpoints, tuple(m["loss"] for m in eval_metrics))
+          _check_finite(state, checkpoints, tuple(m["loss"] for m in eval_metrics),
+                        seeds=tuple(seeds), announced=diverged)
           write_all(step, "eval", eval_metrics)
           bar.report(step, mean_metrics(eval_metrics), split="eval")
         if step % config.checkpoint_every_steps == 0 or is_last or preemption.set:
-          _check_finite(state, checkpoints)  # Never save a non-finite state.
+          # Never save a state in which no seed is finite.
+          _check_finite(state, checkpoints, seeds=tuple(seeds), announced=diverged)
           best = None
           if eval_metrics:
-            best = {checkpointing.BEST_METRIC: float(np.mean(
-                [m[checkpointing.BEST_METRIC] for m in eval_metrics]))}
+            best_value = mean_metrics(eval_metrics)[checkpointing.BEST_METRIC]
+            best = None if best_value is None else {checkpointing.BEST_METRIC: best_value}
           checkpoints.save(step, state, metrics=best, config=config_json)
         if preemption.set and not is_last:
           progress.note(f"SIGTERM at step {step}: checkpoint saved; exiting.")
@@ -239,7 +288,8 @@ def _train(config: config_dict.ConfigDict, workdir: str,
       "preempted": preempted,
       "seeds": seeds,
       "eval": mean_metrics(last_eval),
-      "eval_by_seed": {str(seed): m for seed, m in zip(seeds, last_eval)},
+      "eval_by_seed": {str(seed): finite_or_none(m) for seed, m in zip(seeds, last_eval)},
+      "nonfinite_seeds": sorted(diverged),
       "num_params": run.num_params,
       "chance_accuracy": task.chance_accuracy,
       "wall_time_sec": clock.save() if leader else clock.total(),

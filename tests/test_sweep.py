@@ -224,3 +224,9 @@ def test_a_bad_sweep_value_fails_before_running(tmp_path, sweep_file, entry, mes
     sweep.expand(path, "lstm,tiny", str(tmp_path / "sweep"))
   runs = sweep.expand(path, "lstm,tiny", str(tmp_path / "sweep"), keep_invalid=True)
   assert len(runs) == 1 and runs[0].error and not os.path.exists(tmp_path / "sweep")
+
+
+def test_a_diverged_seed_written_as_null_is_counted_not_dropped():
+  row = sweep._statistic("accuracy", [0.5, None, 0.7])  # pylint: disable=protected-access
+  assert row["accuracy_mean"] is None
+  assert row["accuracy_null_reason"] == "1 of 3 seeds non-finite"

@@ -254,3 +254,36 @@ def test_summary_states_the_chance_level(tmp_path, tiny_config):
                                      str(tmp_path))
   assert summary["chance_accuracy"] == 0.5
   assert "chance accuracy 0.5000" in train.format_summary(summary)
+
+
+def test_one_diverged_seed_is_recorded_and_the_others_go_on(tmp_path, capsys):
+  """Stopping a multi-seed run for one diverged seed lost every other seed's result."""
+  state = steps.TrainState(step=np.array([8, 8]), params={}, opt_state={}, sums=None,
+                           first_nonfinite_step=np.array([-1, 5]))
+
+  class Checkpoints:
+    directory = str(tmp_path)
+
+    def wait(self):
+      pass
+
+    def latest_step(self):
+      return 4
+
+  announced = set()
+  train._check_finite(state, Checkpoints(), seeds=(3, 4), announced=announced)
+  assert announced == {4} and "seed 4 became NaN/Inf at step 5" in capsys.readouterr().err
+  train._check_finite(state, Checkpoints(), (1.0, float("nan")), seeds=(3, 4),
+                      announced=announced)
+  assert capsys.readouterr().err == ""  # said once
+  # Every seed diverged: the run stops, naming the step and the last good checkpoint.
+  with pytest.raises(train.NonFiniteLossError, match=r"at step 5 in every seed; the last good "
+                                                     r"checkpoint is step 4"):
+    train._check_finite(state, Checkpoints(), (float("nan"), float("inf")), seeds=(3, 4),
+                        announced=announced)
+  # The diverged seed is null in what is written, and left out of the mean (never silently:
+  # the summary lists it under nonfinite_seeds).
+  per_seed = [{"loss": 0.5, "accuracy_by_distance": {"3": 0.25}},
+              {"loss": float("nan"), "accuracy_by_distance": {"3": float("nan")}}]
+  assert train.finite_or_none(per_seed[1]) == {"loss": None, "accuracy_by_distance": {"3": None}}
+  assert train.mean_metrics(per_seed) == {"loss": 0.5, "accuracy_by_distance": {"3": 0.25}}
