@@ -9,7 +9,15 @@ import importlib.util
 import os
 import sys
 
+import jax
 import pytest
+
+# Strict rank promotion for the whole suite: an implicit broadcast of a lower-rank operand
+# (x_BxTxD + b_D) raises, so every broadcast in the library is written out (b_D[None, None]).
+# Strict *dtype* promotion ("jax_numpy_dtype_promotion": "strict") is not possible: optax's
+# Adam itself mixes its int32 step count with float32 moments (bias correction), so every
+# training step would raise inside optax.
+jax.config.update("jax_numpy_rank_promotion", "raise")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

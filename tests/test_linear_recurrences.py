@@ -201,7 +201,7 @@ def test_lru_ring_init_and_gamma_normalisation():
   key_re, key_im = jax.random.split(jax.random.key(1))
   shape = (1000, 4, 400)  # 400 of the channels; |lambda| <= 0.99 forgets in ~50 steps
   noise = (jax.random.normal(key_re, shape) + 1j * jax.random.normal(key_im, shape)) / math.sqrt(2)
-  x = linear_scan.linear_recurrence(lam_N[None, None, :400], noise * gamma_N[:400],
+  x = linear_scan.linear_recurrence(lam_N[None, None, :400], noise * gamma_N[None, None, :400],
                                     jnp.zeros((4, 400), jnp.complex64), "sequential")
   gain = float(jnp.mean(jnp.abs(x[-300:]) ** 2))
   assert 0.9 < gain < 1.1, gain

@@ -237,7 +237,7 @@ class MultiHeadAttention(nnx.Module):
     b, t, d = x_BxTxD.shape
     kernel_Dx3xD = self.qkv_proj.kernel[...].reshape(d, 3, d)
     bias_3xD = self.qkv_proj.bias[...].reshape(3, d)
-    return tuple((x_BxTxD @ kernel_Dx3xD[:, i] + bias_3xD[i]).reshape(
+    return tuple((x_BxTxD @ kernel_Dx3xD[:, i] + bias_3xD[i][None, None]).reshape(
         b, t, self.num_heads, self.head_dim) for i in range(3))
 
   @overload

@@ -247,7 +247,7 @@ class GRUCell(RecurrentCell):
     r, z, n and hn + b_hn."""
     r_BxH = jax.nn.sigmoid(xg_G[0] + hg_G[0])
     z_BxH = jax.nn.sigmoid(xg_G[1] + hg_G[1])
-    hnb_BxH = hg_G[2] + b_hn_H
+    hnb_BxH = hg_G[2] + b_hn_H[None]
     n_BxH = jnp.tanh(xg_G[2] + r_BxH * hnb_BxH)
     h_BxH = (1.0 - z_BxH) * n_BxH + z_BxH * h_BxH
     return h_BxH, h_BxH, (r_BxH, z_BxH, n_BxH, hnb_BxH)

@@ -105,6 +105,6 @@ class ConvLayer(nnx.Module):
     """(x + GELU(conv(LN(x))) _TxBxD, the buffer after the last step)."""
     shifted, carry = shifted_inputs(self.norm(x_TxBxD), carry, self.kernel_size, self.dilation)
     taps = self.taps_KxDxD[...]
-    y_TxBxD = sum(s @ taps[j] for j, s in enumerate(shifted)) + self.bias_D[...]
+    y_TxBxD = sum(s @ taps[j] for j, s in enumerate(shifted)) + self.bias_D[...][None, None]
     return x_TxBxD + jax.nn.gelu(y_TxBxD), carry
 

@@ -58,7 +58,7 @@ def linear_recurrence(a_TxBxN: jax.Array, b_TxBxN: jax.Array, h0_BxN: jax.Array,
     return jax.lax.scan(step, h0_BxN, (a_TxBxN, b_TxBxN))[1]
   if scan == "associative":
     a_cum, b_cum = jax.lax.associative_scan(_combine, (a_TxBxN, b_TxBxN), axis=0)
-    return a_cum * h0_BxN + b_cum  # the prefix map applied to h0
+    return a_cum * h0_BxN[None] + b_cum  # the prefix map applied to h0
   raise ValueError(f"model.scan={scan!r}: must be one of {SCANS}.")
 
 
@@ -83,7 +83,7 @@ def log_linear_recurrence(log_a_TxBxN: jax.Array, log_b_TxBxN: jax.Array, h0_BxN
     return linear_recurrence(jnp.exp(log_a_TxBxN), jnp.exp(log_b_TxBxN), h0_BxN, scan)
   if scan == "associative":
     la_cum, lb_cum = jax.lax.associative_scan(_log_combine, (log_a_TxBxN, log_b_TxBxN), axis=0)
-    return jnp.exp(la_cum) * h0_BxN + jnp.exp(lb_cum)
+    return jnp.exp(la_cum) * h0_BxN[None] + jnp.exp(lb_cum)
   raise ValueError(f"model.scan={scan!r}: must be one of {SCANS}.")
 
 

@@ -121,10 +121,10 @@ class LRULayer(nnx.Module):
     """The LRU alone: (y_TxBxD = Re(C x) + D u, final state x_BxN)."""
     u = u_TxBxD.astype(jnp.float32)
     gamma_N = jnp.exp(self.gamma_log_N[...])
-    bu = (u @ self.b_re_DxN[...] + 1j * (u @ self.b_im_DxN[...])) * gamma_N
+    bu = (u @ self.b_re_DxN[...] + 1j * (u @ self.b_im_DxN[...])) * gamma_N[None, None]
     x_TxBxN = linear_scan.linear_recurrence(self.lam()[None, None], bu, carry, self.scan_form)
     y = x_TxBxN.real @ self.c_re_NxD[...] - x_TxBxN.imag @ self.c_im_NxD[...]
-    return y + self.skip_D[...] * u, x_TxBxN[-1]
+    return y + self.skip_D[...][None, None] * u, x_TxBxN[-1]
 
   def scan(self, x_TxBxD: jax.Array, carry: jax.Array) -> tuple[jax.Array, jax.Array]:
     """(the block's output x_TxBxD, the LRU state after the last step)."""

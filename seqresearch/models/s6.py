@@ -117,15 +117,16 @@ class S6Layer(nnx.Module):
     x_in, z = jnp.split(self.in_proj(self.norm(x_TxBxD)).astype(jnp.float32), 2, axis=-1)
     shifted, past = shifted_inputs(x_in, past, self.conv_kernel, 1)
     taps = self.conv_KxE[...]
-    u_TxBxE = jax.nn.silu(sum(s * taps[j] for j, s in enumerate(shifted)) + self.conv_bias_E[...])
+    conv_TxBxE = sum(s * taps[j][None, None] for j, s in enumerate(shifted))
+    u_TxBxE = jax.nn.silu(conv_TxBxE + self.conv_bias_E[...][None, None])
     dt_r, b_TxBxN, c_TxBxN = jnp.split(self.x_proj(u_TxBxE), [r, r + n], axis=-1)
-    delta_TxBxE = jax.nn.softplus(self.dt_proj(dt_r) + self.dt_bias_E[...])
+    delta_TxBxE = jax.nn.softplus(self.dt_proj(dt_r) + self.dt_bias_E[...][None, None])
     a_ExN = -jnp.exp(self.a_log_ExN[...])
-    delta_a = delta_TxBxE[..., None] * a_ExN  # TxBxExN
+    delta_a = delta_TxBxE[..., None] * a_ExN[None, None]  # TxBxExN
     a_bar = jnp.exp(delta_a)  # zero-order hold; expm1 keeps small steps exact
-    b_bar_u = jnp.expm1(delta_a) / a_ExN * b_TxBxN[:, :, None, :] * u_TxBxE[..., None]
+    b_bar_u = jnp.expm1(delta_a) / a_ExN[None, None] * b_TxBxN[:, :, None, :] * u_TxBxE[..., None]
     h_TxBxExN = linear_scan.linear_recurrence(a_bar, b_bar_u, h0_BxExN.astype(jnp.float32),
                                               self.scan_form)
-    y_TxBxE = jnp.einsum("tben,tbn->tbe", h_TxBxExN, c_TxBxN) + self.skip_E[...] * u_TxBxE
+    y_TxBxE = jnp.einsum("tben,tbn->tbe", h_TxBxExN, c_TxBxN) + self.skip_E[...][None, None] * u_TxBxE
     out_TxBxD = self.out_proj(y_TxBxE * jax.nn.silu(z))
     return x_TxBxD + out_TxBxD, (past, h_TxBxExN[-1])

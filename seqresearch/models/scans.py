@@ -62,7 +62,7 @@ def _hoisted_projection(p: ScanParams, x_TxBxI: jax.Array, num_gates: int,
   """The input projection of every step as G separate xg_TxBxH arrays."""
   w_IxGxH = p.w_ih.reshape(p.w_ih.shape[0], num_gates, -1)
   b_GxH = p.b.reshape(num_gates, -1)
-  return tuple((x_TxBxI @ w_IxGxH[:, k] + (b_GxH[k] if bias else 0.0)).astype(jnp.float32)
+  return tuple((x_TxBxI @ w_IxGxH[:, k] + (b_GxH[k][None, None] if bias else 0.0)).astype(jnp.float32)
                for k in range(num_gates))
 
 
@@ -72,7 +72,7 @@ def scan_autodiff(cell: type[RecurrentCell], hoist: bool, unroll: int, p: ScanPa
   g = cell.num_gates
 
   def body(carry: Carry, x_t: Any) -> tuple[Carry, jax.Array]:
-    xg_G = x_t if hoist else _gates((x_t @ p.w_ih + p.b).astype(jnp.float32), g)
+    xg_G = x_t if hoist else _gates((x_t @ p.w_ih + p.b[None]).astype(jnp.float32), g)
     return cell.pointwise(p.extra, carry, xg_G, _gates(cell.hidden(carry) @ p.w_hh, g))
 
   xs = _hoisted_projection(p, x_TxBxI, g, bias=True) if hoist else x_TxBxI
@@ -94,9 +94,9 @@ def _scan_batched_fwd(cell: type[RecurrentCell], hoist: bool, unroll: int, p: Sc
 
   def body(carry: Carry, x_t: Any) -> tuple[Carry, Any]:
     if hoist:  # the bias is added here, in the step's elementwise fusion: one pass less
-      xg_G = tuple(x + b_GxH[k] for k, x in enumerate(x_t))
+      xg_G = tuple(x + b_GxH[k][None] for k, x in enumerate(x_t))
     else:
-      xg_G = _gates((x_t @ p.w_ih + p.b).astype(jnp.float32), g)
+      xg_G = _gates((x_t @ p.w_ih + p.b[None]).astype(jnp.float32), g)
     hg_G = _gates(cell.hidden(carry) @ p.w_hh, g)
     carry, h_BxH, res_t = cell.pointwise_fwd(p.extra, carry, xg_G, hg_G)
     return carry, (h_BxH, res_t)

@@ -69,13 +69,13 @@ def mlp_batched_grads(x_NxD: jax.Array, w1_DxF: jax.Array, b1_F: jax.Array, w2_F
   the left, which XLA:CPU transposes into a fresh NxF copy; here the narrow NxD side is the
   transposed one, and only two NxF residuals are kept (the activation and GELU's slope).
   """
-  return gelu_exact(x_NxD @ w1_DxF + b1_F) @ w2_FxD + b2_D
+  return gelu_exact(x_NxD @ w1_DxF + b1_F[None]) @ w2_FxD + b2_D[None]
 
 
 def _mlp_fwd(x_NxD, w1_DxF, b1_F, w2_FxD, b2_D):
-  h_NxF = x_NxD @ w1_DxF + b1_F
+  h_NxF = x_NxD @ w1_DxF + b1_F[None]
   g_NxF, slope_NxF = _gelu_and_slope(h_NxF)
-  return g_NxF @ w2_FxD + b2_D, (x_NxD, w1_DxF, w2_FxD, g_NxF, slope_NxF)
+  return g_NxF @ w2_FxD + b2_D[None], (x_NxD, w1_DxF, w2_FxD, g_NxF, slope_NxF)
 
 
 def _mlp_bwd(residuals, dy_NxD):
