@@ -4,6 +4,7 @@
                           variants of a table model (lstm_chrono, transformer_learned, ...)
   restore.py              rebuild a trained run (every seed) and evaluate it at any distance
   probes.py               gradient path and attention mass of a restored run
+  state_size.py           floats a model holds between tokens (carry or key-value cache)
   checkpoint_analysis.py  one run's analysis.json and figures (scripts/analyze.py)
   stats.py                summaries over seeds (non-finite seeds counted), comparisons, numbers
   verdicts.py             verdict paragraphs whose every number is traced to results.json
