@@ -361,6 +361,7 @@ def test_capacity_sweep_runs_every_study_model_at_growing_states_and_one_length(
   capacity = study_config.SCALES[scale]["capacity"]
   assert {m["model"] for m in members} == set(study_config.study_models(scale))
   assert {m["task.length"] for m in members} == {capacity["length"]}
+  assert all(m[f"task.{k}"] == v for m in members for k, v in capacity["task"].items())
   assert len(capacity["pairs"]) >= 2
   for model in study_config.study_models(scale):
     config = study_config.get_config(f"{model},sweep=capacity,scale={scale}")
