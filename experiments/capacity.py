@@ -167,6 +167,7 @@ def verdict(results: dict[str, Any]) -> verdicts.Verdict:
   _state_verdict(v, results, names)
   _attention_verdict(v, results, names)
   _across_verdict(v, results, names)
+  _matched_verdict(v, results, names)
   if results["failed_runs"]:
     v.say(f"{len(results['failed_runs'])} run(s) failed and are left out.")
   return v
@@ -302,3 +303,49 @@ def _across_verdict(v: verdicts.Verdict, results: dict[str, Any], names: list[st
     v.say(f"At K = {far} neither side recalls the pairs (best attention model {desc(att)}, best "
           f"recurrent one {desc(rec)}, both below {SOLVED} and not apart): undecided at this "
           f"scale; longer training would decide.")
+
+
+def _matched_verdict(v: verdicts.Verdict, results: dict[str, Any], names: list[str]) -> None:
+  """At the largest K and matched state: attention against recurrent models holding as much.
+
+  DESIGN.md §7: a difference is called a property of the architecture only once compared at
+  matched cost; here the cost is the state. The attention point with the smallest cache is
+  set against the best recurrent point whose state is at least as large.
+  """
+  far = results["pairs"][-1]
+  sizes = lambda n: results["variants"][n]["sizes"]  # noqa: E731
+  attention = [(n, i) for n in names if variants.variant(n).is_attention
+               for i in range(len(sizes(n))) if _acc(results, n, i, far) is not None]
+  if not attention:
+    return
+  att = min(attention, key=lambda p: sizes(p[0])[p[1]]["state_floats"])
+  cache = sizes(att[0])[att[1]]["state_floats"]
+  rivals = [(n, i) for n in names if variants.variant(n).is_recurrent
+            for i in range(len(sizes(n)))
+            if sizes(n)[i]["state_floats"] >= cache and
+            (a := _acc(results, n, i, far)) is not None and a["mean"] is not None]
+  label = lambda p: variants.variant(p[0]).label  # noqa: E731
+  floats = lambda p: v.number(f"variants.{p[0]}.sizes.{p[1]}.state_floats", "d")  # noqa: E731
+  mean = lambda p: v.number(_path(results, *p, far) + ".mean")  # noqa: E731
+  if not rivals:
+    v.say(f"No recurrent model here holds as many floats as the smallest attention cache "
+          f"({label(att)}, {floats(att)}): a comparison at matched state is undecided at this "
+          f"scale; larger recurrent states would decide.")
+    return
+  rec = max(rivals, key=lambda p: _acc(results, *p, far)["mean"])
+  how = stats.compare(_acc(results, *att, far), _acc(results, *rec, far))
+  matched = (f"at K = {far}, the {label(att)} with a cache of {floats(att)} floats scores "
+             f"{mean(att)}, the {label(rec)} with a state of {floats(rec)} floats {mean(rec)}")
+  if how == "higher":
+    v.say(f"At matched state ({matched}; 95% intervals apart) attention still wins: here state "
+          f"size alone does not explain the gap.")
+  elif how == "undecided":
+    v.say(f"At matched state ({matched}) the test cannot decide (fewer than two finite seeds): "
+          f"undecided at this scale.")
+  elif _acc(results, *rec, far)["mean"] >= SOLVED or how == "lower":
+    v.say(f"At matched state ({matched}; 95% intervals not apart in attention's favour) the "
+          f"recurrent model recalls as well: the gap follows the state size, as Arora et al. "
+          f"(2023) found.")
+  else:
+    v.say(f"At matched state ({matched}) neither recalls the pairs (below {SOLVED}, 95% "
+          f"intervals overlapping): undecided at this scale.")

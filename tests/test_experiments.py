@@ -440,6 +440,16 @@ def test_capacity_analysis_reads_every_run_and_the_verdict_follows_the_state(tmp
   assert "The Transformer stays at or above 0.9" in text
   # The largest LRU (0.98) is level with the Transformer (1.0) at K = 4: against the essay.
   assert len(verdict.contradictions) == 1 and "LRU" in verdict.contradictions[0]
+  # Every recurrent state here (8 .. 32 floats) is below the smallest cache (384): no match.
+  assert "No recurrent model here holds as many floats" in text
+  # Give the larger LRU a 400-float state that recalls little: attention wins at matched state.
+  lru = results["variants"]["lru"]["sizes"][1]
+  lru["state_floats"] = 400
+  lru["by_pairs"]["4"]["accuracy"] = stats.seed_summary([0.29, 0.3, 0.31], examples=32)
+  matched = capacity.verdict(results)
+  _cited_numbers_equal_results(matched, results)
+  assert ("the Transformer with a cache of 384 floats scores 1.00, the LRU with a state of 400 "
+          "floats 0.30; 95% intervals apart) attention still wins") in matched.text
   paths = capacity.figures(results, str(tmp_path / "figures"))
   assert len(paths) == 2 and all(os.path.getsize(p) > 1000 for p in paths)
   assert "| Elman RNN | 16 | hidden_size=16 |" in capacity.tables(results)
