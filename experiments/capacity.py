@@ -143,7 +143,7 @@ def tables(results: dict[str, Any]) -> str:
                          rows))
 
 
-def _path(results: dict[str, Any], name: str, i: int, k: int) -> str:
+def _path(name: str, i: int, k: int) -> str:
   return f"variants.{name}.sizes.{i}.by_pairs.{k}.accuracy"
 
 
@@ -161,7 +161,7 @@ def verdict(results: dict[str, Any]) -> verdicts.Verdict:
         ", ".join(v.number(f"pairs.{i}", "d") for i in range(len(pairs))) +
         f" pairs, at K = {far} (chance {v.number(f'chance.{far}')}) accuracy is " +
         "; ".join(f"{label(n)} " + ", ".join(
-            f"{v.pm(_path(results, n, i, far))} (state {state(n, i)})"
+            f"{v.pm(_path(n, i, far))} (state {state(n, i)})"
             for i, s in enumerate(found[n]["sizes"]) if str(far) in s["by_pairs"])
             for n in names) + " (mean ± 95% CI over seeds; state in floats).")
   _state_verdict(v, results, names)
@@ -207,8 +207,8 @@ def _state_verdict(v: verdicts.Verdict, results: dict[str, Any], names: list[str
 
   def cells(key: str) -> str:
     return ", ".join(
-        f"{label(n)} at K = {k} ({v.number(_path(results, n, 0, k) + '.mean')} → "
-        f"{v.number(_path(results, n, len(results['variants'][n]['sizes']) - 1, k) + '.mean')})"
+        f"{label(n)} at K = {k} ({v.number(_path(n, 0, k) + '.mean')} → "
+        f"{v.number(_path(n, len(results['variants'][n]['sizes']) - 1, k) + '.mean')})"
         for n, k in outcome[key])
 
   test = ("test: the 95% intervals of the largest and the smallest state of one model at "
@@ -250,8 +250,8 @@ def _attention_verdict(v: verdicts.Verdict, results: dict[str, Any], names: list
     low, high = _acc(results, n, i, near), _acc(results, n, i, far)
     if low is None or high is None or high["mean"] is None:
       continue
-    numbers = (f"{v.number(_path(results, n, i, near) + '.mean')} at K = {near}, "
-               f"{v.number(_path(results, n, i, far) + '.mean')} at K = {far}")
+    numbers = (f"{v.number(_path(n, i, near) + '.mean')} at K = {near}, "
+               f"{v.number(_path(n, i, far) + '.mean')} at K = {far}")
     if high["mean"] >= SOLVED:
       v.say(f"The {label(n)} stays at or above {SOLVED} as K grows ({numbers}).")
     elif low["mean"] is not None and low["mean"] >= SOLVED and \
@@ -281,7 +281,7 @@ def _across_verdict(v: verdicts.Verdict, results: dict[str, Any], names: list[st
   sizes = lambda p: results["variants"][p[0]]["sizes"][p[1]]  # noqa: E731
   desc = lambda p: (f"{variants.variant(p[0]).label} with state "  # noqa: E731
                     f"{v.number(f'variants.{p[0]}.sizes.{p[1]}.state_floats', 'd')}, "
-                    f"{v.number(_path(results, *p, far) + '.mean')}")
+                    f"{v.number(_path(*p, far) + '.mean')}")
   how = stats.compare(_acc(results, *att, far), _acc(results, *rec, far))
   more = sizes(att)["state_floats"] > sizes(rec)["state_floats"]
   if how == "higher":
@@ -326,7 +326,7 @@ def _matched_verdict(v: verdicts.Verdict, results: dict[str, Any], names: list[s
             (a := _acc(results, n, i, far)) is not None and a["mean"] is not None]
   label = lambda p: variants.variant(p[0]).label  # noqa: E731
   floats = lambda p: v.number(f"variants.{p[0]}.sizes.{p[1]}.state_floats", "d")  # noqa: E731
-  mean = lambda p: v.number(_path(results, *p, far) + ".mean")  # noqa: E731
+  mean = lambda p: v.number(_path(*p, far) + ".mean")  # noqa: E731
   if not rivals:
     v.say(f"No recurrent model here holds as many floats as the smallest attention cache "
           f"({label(att)}, {floats(att)}): a comparison at matched state is undecided at this "
