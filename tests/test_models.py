@@ -131,7 +131,7 @@ def test_gru_cell_equals_flax_gru_cell_and_pytorch_form():
   # With b_hn != 0 (which Flax lacks) we match PyTorch's nn.GRU equations, written out here.
   b_hn = jax.random.normal(jax.random.key(6), (h,))
   ours.candidate_bias[...] = b_hn
-  wx = np.asarray(x_BxI @ ours.input_proj.kernel[...] + ours.input_proj.bias[...])
+  wx = np.asarray(x_BxI @ ours.input_proj.kernel[...] + ours.input_proj.bias[...][None])
   wh = np.asarray(h_BxH @ ours.recurrent_proj.kernel[...])
   sig = lambda a: 1 / (1 + np.exp(-a))
   r, z = sig(wx[:, :h] + wh[:, :h]), sig(wx[:, h:2 * h] + wh[:, h:2 * h])
@@ -165,8 +165,8 @@ def test_multi_head_attention_equals_jax_dot_product_attention():
   cases = [
       (None, dict()),
       (attention.causal_mask(t), dict(is_causal=True)),
-      (attention.padding_mask(valid_BxT) & attention.causal_mask(t),
-       dict(mask=(attention.padding_mask(valid_BxT) & attention.causal_mask(t))[:, None])),
+      (attention.padding_mask(valid_BxT) & attention.causal_mask(t)[None],
+       dict(mask=(attention.padding_mask(valid_BxT) & attention.causal_mask(t)[None])[:, None])),
   ]
   for mask, jax_kwargs in cases:
     out_BxTxHxK, w_BxHxTxT = attention.multi_head_attention(q, kk, v, mask)
@@ -203,7 +203,7 @@ def test_a_query_with_no_allowed_key_outputs_zero_and_passes_no_gradient(impleme
   grad = jax.grad(lambda x: out0(x).sum())(x_BxTxD)
   np.testing.assert_array_equal(grad, 0.0)
   # The other queries still attend (to their allowed keys): not zeroed.
-  assert jnp.all(jnp.abs(layer(x_BxTxD, mask, causal=True)[:, 1:] - bias_D).sum(-1) > 0.0)
+  assert jnp.all(jnp.abs(layer(x_BxTxD, mask, causal=True)[:, 1:] - bias_D[None, None]).sum(-1) > 0.0)
   if implementation == "vmap":  # and the weights of that row are zero, not uniform
     _, w_BxHxTxT = layer(x_BxTxD, mask, return_weights=True, causal=True)
     np.testing.assert_array_equal(w_BxHxTxT[:, :, 0], 0.0)

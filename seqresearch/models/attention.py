@@ -145,7 +145,8 @@ def chunked_causal_attention(q_BxTxHxK: jax.Array, k_BxTxHxK: jax.Array,
     logits_BxHxCxS = jnp.einsum("bhck,bhsk->bhcs", q_blocks[i], k_prefix)
     allowed = (lo + jnp.arange(c))[:, None] >= jnp.arange(hi)[None, :]  # CxS
     if mask is not None:  # BxCxS (or CxS) -> Bx1xCxS, shared by the heads
-      allowed = allowed & (mask[..., lo:hi, :hi] if mask.ndim == 2 else mask[:, None, lo:hi, :hi])
+      allowed = (allowed & mask[lo:hi, :hi] if mask.ndim == 2
+                 else allowed[None, None] & mask[:, None, lo:hi, :hi])
     w_BxHxCxS = masked_softmax(logits_BxHxCxS, allowed)
     outs.append(jnp.einsum("bhcs,bhsk->bhck", w_BxHxCxS, v_prefix))
   out_BxHxTxK = jnp.concatenate(outs, axis=2) if len(outs) > 1 else outs[0]
@@ -192,7 +193,7 @@ def local_causal_attention(q_BxTxHxK: jax.Array, k_BxTxHxK: jax.Array, v_BxTxHxK
   if mask is not None:
     rows, cols = jnp.minimum(t_NxR, t - 1), jnp.clip(s_Nx2R, 0, t - 1)
     m = mask if mask.ndim == 3 else mask[None]
-    allowed = allowed & m[:, rows[:, :, None], cols[:, None, :]][:, :, None]
+    allowed = allowed[None] & m[:, rows[:, :, None], cols[:, None, :]][:, :, None]
   w = masked_softmax(logits, allowed)
   out_BxNxRxHxK = jnp.einsum("bnhqs,bnshk->bnqhk", w, v_BxNx2RxHxK)
   return out_BxNxRxHxK.reshape(b, nb * r, h, k_dim)[:, :t].astype(v_BxTxHxK.dtype)
@@ -275,7 +276,7 @@ class MultiHeadAttention(nnx.Module):
       q_BxTxHxK, k_BxTxHxK, v_BxTxHxK = (qkv_BxTx3xHxK[:, :, i] for i in range(3))
       if causal:
         band = causal_mask(t, self.window)
-        mask = band if mask is None else mask & band
+        mask = band if mask is None else mask & (band if mask.ndim == 2 else band[None])
       out_BxTxHxK, w_BxHxTxT = multi_head_attention(q_BxTxHxK, k_BxTxHxK, v_BxTxHxK, mask)
     else:
       q_BxTxHxK, k_BxTxHxK, v_BxTxHxK = self._project(x_BxTxD)
@@ -310,5 +311,5 @@ class MultiHeadAttention(nnx.Module):
     t = q_BxTxHxK.shape[1]
     allowed = mask if mask.ndim == 3 else mask[None]  # BxTxS or 1xTxS
     if causal:
-      allowed = allowed & causal_mask(t, self.window)
+      allowed = allowed & causal_mask(t, self.window)[None]
     return _zero_rows_without_keys(out_BxTxHxK, allowed)
