@@ -178,6 +178,12 @@ def _acc(results: dict[str, Any], name: str, i: int, k: int) -> dict[str, Any] |
   return point["accuracy"] if point else None
 
 
+def _above(summary: dict[str, Any], chance: float) -> bool:
+  """Whether the 95% interval of `summary` lies above `chance` (False without an interval)."""
+  return (summary["mean"] is not None and summary["ci95"] is not None
+          and summary["mean"] - summary["ci95"] > chance)
+
+
 def _state_verdict(v: verdicts.Verdict, results: dict[str, Any], names: list[str]) -> None:
   """Recurrent models: at equal K, is the largest state more accurate than the smallest?"""
   label = lambda n: variants.variant(n).label  # noqa: E731
@@ -194,11 +200,13 @@ def _state_verdict(v: verdicts.Verdict, results: dict[str, Any], names: list[str
       if small is None or large is None:
         continue
       how = stats.compare(large, small)
-      if how == "indistinguishable" and small["mean"] >= SOLVED:
-        how = "suffices"
-      elif how in ("indistinguishable", "undecided") and large["mean"] is not None and \
-          large["mean"] < SOLVED and small["mean"] < SOLVED:
+      chance = results["chance"][str(k)]
+      # A model at or below chance at both sizes learnt nothing: a gain from below chance
+      # (e.g. emitting blanks) up to chance is not more recall.
+      if not (_above(small, chance) or _above(large, chance)):
         how = "unlearnt"
+      elif how == "indistinguishable" and small["mean"] >= SOLVED:
+        how = "suffices"
       outcome[how].append((n, k))
   compared = sum(len(cells) for cells in outcome.values())
   if not compared:
@@ -225,9 +233,9 @@ def _state_verdict(v: verdicts.Verdict, results: dict[str, Any], names: list[str
     v.say(f"The smallest state already recalls K pairs (accuracy >= {SOLVED}, intervals "
           f"overlapping) for " + cells("suffices") + ".")
   if outcome["unlearnt"]:
-    v.say(f"Below {SOLVED} at both sizes, without a difference the intervals can decide "
-          f"(not learnt within the budget, which says nothing about capacity; Trockman et al. "
-          f"2024): " + cells("unlearnt") + ".")
+    v.say("No 95% interval above chance 1/K at either size (not learnt within the budget, "
+          "which says nothing about capacity; Trockman et al. 2024): " + cells("unlearnt") +
+          ".")
   if outcome["indistinguishable"] or outcome["undecided"]:
     v.say("No difference the intervals can show (or fewer than two finite seeds) for " +
           ", ".join(f"{label(n)} at K = {k}" for key in ("indistinguishable", "undecided")
