@@ -103,7 +103,8 @@ def run_warnings(config: config_dict.ConfigDict) -> list[str]:
 
 def device_memory_bytes() -> int | None:
   """Memory of one device: the accelerator's limit, or the host's RAM for the CPU backend."""
-  stats = jax.devices()[0].memory_stats() or {}
+  # A local device: another process's devices have no memory stats here.
+  stats = jax.local_devices()[0].memory_stats() or {}
   if "bytes_limit" in stats:
     return int(stats["bytes_limit"])
   try:
