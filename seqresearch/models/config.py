@@ -10,6 +10,7 @@ import dataclasses
 from typing import ClassVar, Literal
 
 import jax
+import jax.numpy as jnp
 
 from seqresearch.models.cells import CELLS
 
@@ -18,6 +19,11 @@ POS_ENCODINGS = ("sinusoidal", "learned", "none")
 WEIGHT_GRADS = ("auto", "autodiff", "batched")
 ATTENTION = ("auto", "vmap", "chunked", "xla", "cudnn")
 MLP = ("auto", "autodiff", "custom_vjp")
+# Mixed precision (`model.compute_dtype`): parameters and optimizer state stay float32; the
+# matmuls and activations run in the compute dtype; the recurrent carry, softmax,
+# normalisation, loss and metrics stay float32 (Micikevicius et al. 2018, "Mixed Precision
+# Training", keep a float32 master copy of the weights and float32 reductions).
+COMPUTE_DTYPES = ("float32", "bfloat16")
 
 # What "auto" means per `jax.default_backend()`: the fastest form measured by
 # scripts/bench.py (benchmarks/). Backends not listed use "cpu"'s choices.
@@ -42,6 +48,18 @@ def check_positive(obj: object, *names: str) -> None:
     # bool is an int subclass: `unroll=True` would silently mean a full unroll.
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
       raise ValueError(f"model.{name}={value!r}: must be an integer >= 1.")
+
+
+def check_compute_dtype(obj: object) -> None:
+  """Raises ValueError naming `model.compute_dtype` unless it is one of COMPUTE_DTYPES."""
+  value = getattr(obj, "compute_dtype")
+  if value not in COMPUTE_DTYPES:
+    raise ValueError(f"model.compute_dtype={value!r}: must be one of {COMPUTE_DTYPES}.")
+
+
+def compute_dtype_of(obj: object) -> jax.typing.DTypeLike:
+  """The jnp dtype of a settings object's `compute_dtype` (float32 when it has none)."""
+  return jnp.dtype(getattr(obj, "compute_dtype", "float32"))
 
 
 def check_bool(obj: object, *names: str) -> None:
