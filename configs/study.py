@@ -8,7 +8,7 @@ analyses them. One sweep can be run alone like any other:
   python scripts/sweep.py --config=configs/study.py:sweep=long_range_copy,scale=quick \
       --workdir=runs/study-quick/runs/long_range_copy --parallel=2
 
-Sweep argument: sweep=NAME[,scale=smoke|quick|full]. A member's argument puts its model in
+Sweep argument: sweep=NAME[,scale=smoke|quick|standard|full]. A member's argument puts its model in
 front (MODEL,sweep=NAME,scale=SCALE[,any.dotted.field=value]) and starts from the task's own
 config (configs.copy, configs.agreement, or configs.mqar for the capacity sweep), resized to
 the scale.
@@ -122,6 +122,88 @@ SCALES = {
         },
     },
     "quick": {
+        "pipeline_check_only": False,
+        "models": "all",
+        "train": {
+            "num_seeds": 3,
+            "batch_size": 32,
+            # >= 500 examples behind every reported cell: 5632 examples over agreement's 11
+            # distances (10 .. 20) is 512 per distance; copy runs have one distance each.
+            "eval_batch_size": 256,
+            "num_eval_batches": 22,
+            # MQAR (capacity): 40 runs; the largest took 53 s (LSTM) and 65 s (Transformer),
+            # two at a time on the 2 cores under a load of 8. Shows the direction only.
+            "recurrent_steps": {"copy": 600, "agreement": 1500, "mqar": 300},
+            "parallel_steps": {"copy": 400, "agreement": 300, "mqar": 200},
+            "warmup_steps": 30,
+            "sizes": {
+                "recurrent": {"embed_dim": 32, "hidden_size": 64},
+                "attention": {"d_model": 64, "num_heads": 4, "mlp_dim": 128, "num_layers": 2},
+                # Any other family (a model added to the table): the fields it declares.
+                "other": {"embed_dim": 32, "hidden_size": 64, "d_model": 64, "num_heads": 4,
+                          "mlp_dim": 128, "num_layers": 2},
+            },
+        },
+        "long_range": {
+            "copy_extra_variants": ("lstm_chrono",),
+            "copy_delays": (10, 30, 60),
+            "agreement_extra_variants": (),
+            "agreement_distances": (10, 20),
+            "agreement_max_nouns": 3,
+        },
+        "extrapolation": {
+            # Agreement, reusing long_range_agreement's runs (distances 10 .. 20): the GRU and
+            # the Transformer learn it within this budget, while on variable-delay copy
+            # (distances 11 .. 40) the LSTM and the Transformer stayed below 0.4 accuracy.
+            "reuse": "long_range_agreement",
+            "models": "none",
+            "extra_variants": ("transformer_learned", "transformer_nope"),
+            "eval_distances": (20, 40, 80),
+            "num_eval_batches": 2,  # of eval_batch_size: 512 examples per distance
+        },
+        "gradient_path": {"num_examples": 32},
+        "attention_maps": {"num_examples": 32, "agreement_points": 3},
+        "parallelism": {
+            "lengths": (64, 256, 1024),
+            "width": 64,
+            "batch_size": 8,
+            "repetitions": 3,
+            "max_dataflow_length": 256,
+        },
+        "capacity": {
+            # Measured under load: with 16 keys and values, at T = 16 and K = 4, the Transformer
+            # (d_model 64) reaches 0.57 .. 0.74 in its 200 steps, the LSTM (hidden 64) stays at
+            # chance 0.25; with 64 of each at T = 32 and K = 8 neither leaves chance.
+            "pairs": (2, 4),
+            "length": 16,
+            "task": {"num_keys": 16, "num_values": 16},
+            "sizes": {
+                "recurrent": ({"hidden_size": 8}, {"hidden_size": 64}),
+                # LRU and S6: N (state_size) per channel; minGRU/minLSTM: hidden_size.
+                "linear_recurrence": ({"hidden_size": 8, "state_size": 2},
+                                      {"hidden_size": 64, "state_size": 16}),
+                "convolution": ({"d_model": 16}, {"d_model": 64}),
+                "attention": ({"d_model": 16, "num_heads": 2, "mlp_dim": 32},
+                              {"d_model": 64, "num_heads": 4, "mlp_dim": 128}),
+                "other": ({"hidden_size": 8, "d_model": 16, "state_size": 2},
+                          {"hidden_size": 64, "d_model": 64, "state_size": 16}),
+            },
+        },
+        "complexity": {
+            "width": 64,
+            "lengths": (16, 32, 64, 128, 256, 512, 1024, 2048, 4096),
+            "length": 256,
+            "widths": (16, 32, 64, 128, 256, 512, 1024),
+            "crossover_widths": (16, 32, 64, 128),
+            "depth_lengths": (16, 32, 64, 128, 256),
+            # Path length t-k -> t: n and width of the (element-wise interpreted) programs.
+            "path_length_n": 32,
+            "path_length_width": 8,
+        },
+    },
+    "standard": {
+        # Preliminary: a copy of quick (H3 sizes it; H4 owns the extrapolation and parallelism
+        # blocks below).
         "pipeline_check_only": False,
         "models": "all",
         "train": {
