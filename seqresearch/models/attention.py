@@ -69,6 +69,9 @@ def dot_product_attention_head(q_TxK: jax.Array, k_SxK: jax.Array, v_SxK: jax.Ar
                                mask_TxS: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
   """One head: softmax(q k^T / sqrt(K)) v, with logits and softmax in float32.
 
+  The two matmuls take q, k, v in their own dtype (the compute dtype: bfloat16 or float32) and
+  accumulate in float32; the weights are cast to v's dtype for the second one.
+
   Args:
     q_TxK, k_SxK, v_SxK: queries, keys, values of one head of one example.
     mask_TxS: bool, True where attention is allowed; None allows everything.
@@ -78,9 +81,9 @@ def dot_product_attention_head(q_TxK: jax.Array, k_SxK: jax.Array, v_SxK: jax.Ar
     whose mask allows no key, which are zero (output zero, zero gradient).
   """
   scale = 1.0 / math.sqrt(q_TxK.shape[-1])
-  logits_TxS = (q_TxK.astype(jnp.float32) @ k_SxK.astype(jnp.float32).T) * scale
+  logits_TxS = jnp.matmul(q_TxK, k_SxK.T, preferred_element_type=jnp.float32) * scale
   w_TxS = masked_softmax(logits_TxS, mask_TxS)
-  out_TxK = w_TxS @ v_SxK.astype(jnp.float32)
+  out_TxK = jnp.matmul(w_TxS.astype(v_SxK.dtype), v_SxK, preferred_element_type=jnp.float32)
   return out_TxK.astype(v_SxK.dtype), w_TxS
 
 
@@ -128,9 +131,10 @@ def chunked_causal_attention(q_BxTxHxK: jax.Array, k_BxTxHxK: jax.Array,
   """
   t, k_dim = q_BxTxHxK.shape[1], q_BxTxHxK.shape[-1]
   # Heads before time, once: every chunk then reads contiguous BxHx(prefix)xK blocks.
+  # The matmuls run in the inputs' dtype with float32 accumulation; logits, softmax float32.
   q_BxHxTxK, k_BxHxTxK, v_BxHxTxK = (
-      jnp.swapaxes(a, 1, 2).astype(jnp.float32) for a in (q_BxTxHxK, k_BxTxHxK, v_BxTxHxK))
-  q_BxHxTxK = q_BxHxTxK * (1.0 / math.sqrt(k_dim))
+      jnp.swapaxes(a, 1, 2) for a in (q_BxTxHxK, k_BxTxHxK, v_BxTxHxK))
+  q_BxHxTxK = q_BxHxTxK * jnp.asarray(1.0 / math.sqrt(k_dim), q_BxHxTxK.dtype)
   bounds = sorted({round(i * t / num_chunks) for i in range(num_chunks + 1)})
   sizes = [hi - lo for lo, hi in zip(bounds[:-1], bounds[1:])]
   # Split (not sliced): the gradient of a split is a concatenation, of a slice a zero-padded
@@ -142,13 +146,15 @@ def chunked_causal_attention(q_BxTxHxK: jax.Array, k_BxTxHxK: jax.Array,
     hi = lo + c
     k_prefix = jnp.concatenate(k_blocks[:i + 1], axis=2) if i else k_blocks[0]
     v_prefix = jnp.concatenate(v_blocks[:i + 1], axis=2) if i else v_blocks[0]
-    logits_BxHxCxS = jnp.einsum("bhck,bhsk->bhcs", q_blocks[i], k_prefix)
+    logits_BxHxCxS = jnp.einsum("bhck,bhsk->bhcs", q_blocks[i], k_prefix,
+                                preferred_element_type=jnp.float32)
     allowed = (lo + jnp.arange(c))[:, None] >= jnp.arange(hi)[None, :]  # CxS
     if mask is not None:  # BxCxS (or CxS) -> Bx1xCxS, shared by the heads
       allowed = (allowed & mask[lo:hi, :hi] if mask.ndim == 2
                  else allowed[None, None] & mask[:, None, lo:hi, :hi])
     w_BxHxCxS = masked_softmax(logits_BxHxCxS, allowed)
-    outs.append(jnp.einsum("bhcs,bhsk->bhck", w_BxHxCxS, v_prefix))
+    outs.append(jnp.einsum("bhcs,bhsk->bhck", w_BxHxCxS.astype(v_prefix.dtype), v_prefix,
+                           preferred_element_type=jnp.float32))
   out_BxHxTxK = jnp.concatenate(outs, axis=2) if len(outs) > 1 else outs[0]
   return jnp.swapaxes(out_BxHxTxK, 1, 2).astype(v_BxTxHxK.dtype)
 
@@ -175,16 +181,18 @@ def local_causal_attention(q_BxTxHxK: jax.Array, k_BxTxHxK: jax.Array, v_BxTxHxK
   r = window
   nb = -(-t // r)  # blocks; the padded tail's keys come after every real query: never allowed
   def blocks(a_BxTxHxK: jax.Array) -> jax.Array:  # BxNxRxHxK, zero-padded to N * r
-    a = jnp.pad(a_BxTxHxK.astype(jnp.float32), ((0, 0), (0, nb * r - t), (0, 0), (0, 0)))
+    a = jnp.pad(a_BxTxHxK, ((0, 0), (0, nb * r - t), (0, 0), (0, 0)))
     return a.reshape(b, nb, r, h, k_dim)
 
-  q_BxNxRxHxK = blocks(q_BxTxHxK) * (1.0 / math.sqrt(k_dim))
+  # The matmuls run in the inputs' dtype with float32 accumulation; logits, softmax float32.
+  q_BxNxRxHxK = blocks(q_BxTxHxK) * jnp.asarray(1.0 / math.sqrt(k_dim), q_BxTxHxK.dtype)
   k_BxNxRxHxK, v_BxNxRxHxK = blocks(k_BxTxHxK), blocks(v_BxTxHxK)
   # Keys of block j: blocks j - 1 (zeros before the start) and j.
   prev = lambda a: jnp.pad(a, ((0, 0), (1, 0), (0, 0), (0, 0), (0, 0)))[:, :-1]  # noqa: E731
   k_BxNx2RxHxK = jnp.concatenate([prev(k_BxNxRxHxK), k_BxNxRxHxK], axis=2)
   v_BxNx2RxHxK = jnp.concatenate([prev(v_BxNxRxHxK), v_BxNxRxHxK], axis=2)
-  logits = jnp.einsum("bnqhk,bnshk->bnhqs", q_BxNxRxHxK, k_BxNx2RxHxK)
+  logits = jnp.einsum("bnqhk,bnshk->bnhqs", q_BxNxRxHxK, k_BxNx2RxHxK,
+                      preferred_element_type=jnp.float32)
   t_NxR = jnp.arange(nb)[:, None] * r + jnp.arange(r)[None, :]  # query positions
   s_Nx2R = jnp.arange(nb)[:, None] * r - r + jnp.arange(2 * r)[None, :]  # key positions
   diff_NxRx2R = t_NxR[:, :, None] - s_Nx2R[:, None, :]
@@ -195,7 +203,8 @@ def local_causal_attention(q_BxTxHxK: jax.Array, k_BxTxHxK: jax.Array, v_BxTxHxK
     m = mask if mask.ndim == 3 else mask[None]
     allowed = allowed[None] & m[:, rows[:, :, None], cols[:, None, :]][:, :, None]
   w = masked_softmax(logits, allowed)
-  out_BxNxRxHxK = jnp.einsum("bnhqs,bnshk->bnqhk", w, v_BxNx2RxHxK)
+  out_BxNxRxHxK = jnp.einsum("bnhqs,bnshk->bnqhk", w.astype(v_BxNx2RxHxK.dtype), v_BxNx2RxHxK,
+                             preferred_element_type=jnp.float32)
   return out_BxNxRxHxK.reshape(b, nb * r, h, k_dim)[:, :t].astype(v_BxTxHxK.dtype)
 
 
@@ -211,10 +220,15 @@ class MultiHeadAttention(nnx.Module):
   window). With `window` r, query t attends to the r most recent positions only (restricted
   self-attention); causal must then be True. In every implementation a query whose mask
   leaves no key outputs zero and passes zero gradient.
+
+  Mixed precision: the parameters are float32; the projections and the two attention matmuls
+  run in `dtype` (float32 or bfloat16) with float32 accumulation for the logits; the logits
+  and the softmax are float32; the output is in `dtype`.
   """
 
   def __init__(self, d_model: int, num_heads: int, *, implementation: str = "vmap",
-               window: int | None = None, rngs: nnx.Rngs):
+               window: int | None = None, dtype: jax.typing.DTypeLike = jnp.float32,
+               rngs: nnx.Rngs):
     if d_model % num_heads:
       raise ValueError(f"num_heads={num_heads} must divide d_model={d_model}.")
     if implementation not in ATTENTION_IMPLEMENTATIONS:
@@ -229,15 +243,17 @@ class MultiHeadAttention(nnx.Module):
     self.head_dim = d_model // num_heads
     self.implementation = implementation
     self.window = window
-    self.qkv_proj = nnx.Linear(d_model, 3 * d_model, rngs=rngs)
-    self.out_proj = nnx.Linear(d_model, d_model, rngs=rngs)
+    self.dtype = jnp.dtype(dtype)
+    self.qkv_proj = nnx.Linear(d_model, 3 * d_model, dtype=self.dtype, rngs=rngs)
+    self.out_proj = nnx.Linear(d_model, d_model, dtype=self.dtype, rngs=rngs)
 
   def _project(self, x_BxTxD: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
     """q, k, v _BxTxHxK as three matmuls with slices of the fused kernel: their gradients
     then stay three separate arrays (slicing one fused output pads each gradient to 3D)."""
     b, t, d = x_BxTxD.shape
-    kernel_Dx3xD = self.qkv_proj.kernel[...].reshape(d, 3, d)
-    bias_3xD = self.qkv_proj.bias[...].reshape(3, d)
+    x_BxTxD = x_BxTxD.astype(self.dtype)
+    kernel_Dx3xD = self.qkv_proj.kernel[...].astype(self.dtype).reshape(d, 3, d)
+    bias_3xD = self.qkv_proj.bias[...].astype(self.dtype).reshape(3, d)
     return tuple((x_BxTxD @ kernel_Dx3xD[:, i] + bias_3xD[i][None, None]).reshape(
         b, t, self.num_heads, self.head_dim) for i in range(3))
 

@@ -7,6 +7,13 @@ Legend:
 `embed(tokens)` returns the *token* embeddings only; `from_embeddings` adds the positional
 encoding. So d logits / d embed(tokens) is the gradient w.r.t. what each token contributes,
 the same quantity as for the recurrent models (which have no positions to add).
+
+Mixed precision (`settings.compute_dtype`): parameters stay float32; every matmul (QKV, the
+attention products, the output projection, the MLP, the readout) and the sublayer
+activations run in the compute dtype; the attention logits and softmax, the LayerNorm
+statistics (and outputs, cast to the compute dtype after), the residual stream (a running
+sum, like an accumulator), the token and position embeddings and the returned logits stay
+float32.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from seqresearch.models.attention import MultiHeadAttention
-from seqresearch.models.config import TransformerSettings
+from seqresearch.models.config import TransformerSettings, compute_dtype_of
 
 
 def sinusoidal_encoding(length: int, width: int) -> jax.Array:
@@ -93,35 +100,40 @@ class TransformerBlock(nnx.Module):
   """x + Attn(LN(x)); then x + MLP(LN(x)) with an exact (erf) GELU.
 
   The attention and MLP forms are the settings' `attention` and `mlp`, resolved for the
-  backend ("auto") when the block is built; every form computes the same values.
+  backend ("auto") when the block is built; every form computes the same values. The
+  residual stream x stays float32; the LayerNorm outputs are cast to the compute dtype.
   """
 
   def __init__(self, settings: TransformerSettings, *, rngs: nnx.Rngs):
     d = settings.d_model
-    self.attn_norm = nnx.LayerNorm(d, rngs=rngs)
+    self.dtype = compute_dtype_of(settings)
+    self.attn_norm = nnx.LayerNorm(d, rngs=rngs)  # float32 statistics (and output)
     self.attn = MultiHeadAttention(d, settings.num_heads,
                                    implementation=settings.resolved().attention,
-                                   window=settings.attention_window, rngs=rngs)
+                                   window=settings.attention_window, dtype=self.dtype,
+                                   rngs=rngs)
     self.mlp_norm = nnx.LayerNorm(d, rngs=rngs)
     self.mlp = settings.resolved().mlp
-    self.mlp_in = nnx.Linear(d, settings.mlp_dim, rngs=rngs)
-    self.mlp_out = nnx.Linear(settings.mlp_dim, d, rngs=rngs)
+    self.mlp_in = nnx.Linear(d, settings.mlp_dim, dtype=self.dtype, rngs=rngs)
+    self.mlp_out = nnx.Linear(settings.mlp_dim, d, dtype=self.dtype, rngs=rngs)
 
   def __call__(self, x_BxTxD: jax.Array, causal: bool, return_weights: bool = False
                ) -> tuple[jax.Array, jax.Array | None]:
     """Args: x_BxTxD, causal, return_weights. Returns (x_BxTxD, w_BxHxTxT or None)."""
-    a = self.attn(self.attn_norm(x_BxTxD), return_weights=return_weights, causal=causal)
+    a = self.attn(self.attn_norm(x_BxTxD).astype(self.dtype), return_weights=return_weights,
+                  causal=causal)
     a_BxTxD, w_BxHxTxT = a if return_weights else (a, None)
-    x_BxTxD = x_BxTxD + a_BxTxD
-    h_BxTxD = self.mlp_norm(x_BxTxD)
+    x_BxTxD = x_BxTxD + a_BxTxD.astype(x_BxTxD.dtype)
+    h_BxTxD = self.mlp_norm(x_BxTxD).astype(self.dtype)
     if self.mlp == "custom_vjp":
       b, t, d = h_BxTxD.shape
-      m_BxTxD = mlp_batched_grads(h_BxTxD.reshape(b * t, d), self.mlp_in.kernel[...],
-                                  self.mlp_in.bias[...], self.mlp_out.kernel[...],
-                                  self.mlp_out.bias[...]).reshape(b, t, d)
+      params = (self.mlp_in.kernel, self.mlp_in.bias, self.mlp_out.kernel, self.mlp_out.bias)
+      m_BxTxD = mlp_batched_grads(h_BxTxD.reshape(b * t, d),
+                                  *(p[...].astype(self.dtype) for p in params)
+                                  ).reshape(b, t, d)
     else:
       m_BxTxD = self.mlp_out(gelu_exact(self.mlp_in(h_BxTxD)))
-    return x_BxTxD + m_BxTxD, w_BxHxTxT
+    return x_BxTxD + m_BxTxD.astype(x_BxTxD.dtype), w_BxHxTxT
 
 
 class TransformerLM(nnx.Module):
@@ -144,7 +156,9 @@ class TransformerLM(nnx.Module):
     self.blocks = nnx.List([TransformerBlock(settings, rngs=rngs)
                             for _ in range(settings.num_layers)])
     self.final_norm = nnx.LayerNorm(settings.d_model, rngs=rngs)
-    self.readout = nnx.Linear(settings.d_model, vocab_size, rngs=rngs)
+    # A compute-dtype matmul accumulated into float32 logits.
+    self.readout = nnx.Linear(settings.d_model, vocab_size, dtype=compute_dtype_of(settings),
+                              preferred_element_type=jnp.float32, rngs=rngs)
 
   def embed(self, tokens_BxT: jax.Array) -> jax.Array:
     """Token embeddings x_BxTxD (float32), without positions (`from_embeddings` adds them)."""
@@ -187,7 +201,8 @@ class TransformerLM(nnx.Module):
     for block in self.blocks:
       x_BxTxD, w_BxHxTxT = block(x_BxTxD, self.settings.causal, return_attention)
       weights.append(w_BxHxTxT)
-    logits_BxTxV = self.readout(self.final_norm(x_BxTxD)).astype(jnp.float32)
+    h_BxTxD = self.final_norm(x_BxTxD).astype(compute_dtype_of(self.settings))
+    logits_BxTxV = self.readout(h_BxTxD).astype(jnp.float32)
     if return_attention:
       return logits_BxTxV, weights
     return logits_BxTxV
