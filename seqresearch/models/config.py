@@ -153,6 +153,9 @@ class TransformerSettings:
       causal=False never resolves to 'chunked' (it resolves to 'xla' instead).
     mlp: the MLP's gradient: 'autodiff', 'custom_vjp' (hand-written: fewer and smaller
       temporaries) or 'auto' (the backend's faster one). Same values.
+    compute_dtype: 'float32' or 'bfloat16' (COMPUTE_DTYPES): the dtype of the matmuls and
+      activations; parameters, attention logits and softmax, LayerNorm statistics, the
+      residual stream and the returned logits stay float32.
   """
 
   is_recurrent: ClassVar[bool] = False
@@ -166,8 +169,10 @@ class TransformerSettings:
   causal: bool = True
   attention: Literal["auto", "vmap", "chunked", "xla", "cudnn"] = "auto"
   mlp: Literal["auto", "autodiff", "custom_vjp"] = "auto"
+  compute_dtype: Literal["float32", "bfloat16"] = "float32"
 
   def __post_init__(self) -> None:
+    check_compute_dtype(self)
     if self.mlp not in MLP:
       raise ValueError(f"model.mlp={self.mlp!r}: must be one of {MLP}.")
     if self.attention not in ATTENTION:
