@@ -10,8 +10,8 @@ analyses them. One sweep can be run alone like any other:
 
 Sweep argument: sweep=NAME[,scale=smoke|quick|standard|full]. A member's argument puts its model in
 front (MODEL,sweep=NAME,scale=SCALE[,any.dotted.field=value]) and starts from the task's own
-config (configs.copy, configs.agreement, or configs.mqar for the capacity sweep), resized to
-the scale.
+config (configs.copy, configs.agreement, configs.mqar for the capacity sweep, the scale's
+extrapolation task: configs.induction or configs.copy), resized to the scale.
 
 Which models: every model of `seqresearch.models.MODELS` ('all'), or at the smoke scale the
 first model of each family ('one_per_family'), plus the explicit variants of a table model
@@ -25,16 +25,24 @@ Scales:
   full   the sizes and budgets the conclusions should rest on; meant for an accelerator.
 """
 
+from typing import Any
+
 from ml_collections import config_dict
 
 from configs import agreement as agreement_config
 from configs import copy as copy_config
+from configs import induction as induction_config
 from configs import mqar as mqar_config
 from seqresearch import configlib
 from seqresearch import models
+from seqresearch import tasks
 from seqresearch.study import variants
 
-TASK_CONFIGS = {"copy": copy_config, "agreement": agreement_config, "mqar": mqar_config}
+TASK_CONFIGS = {"copy": copy_config, "agreement": agreement_config, "mqar": mqar_config,
+                "induction": induction_config}
+# Tasks on which length extrapolation tests positions (agreement's longer distances only add
+# fillers): the extrapolation sweep trains on one of them.
+POSITION_TASKS = ("copy", "induction")
 
 SCALES = {
     "smoke": {
@@ -70,12 +78,16 @@ SCALES = {
             "agreement_max_nouns": 2,  # most intervening nouns (and attractors)
         },
         "extrapolation": {
-            # Reuse the long_range_agreement runs (trained on its distances); this sweep adds
-            # `models` ('none' or 'all') and the extra variants. reuse "": train here on `task`.
-            "reuse": "long_range_agreement",
-            "models": "none",
-            "extra_variants": (),  # smoke: the reused runs only
-            "eval_distances": (12, 48),  # up to 4x the longest trained distance
+            # Trained here on a task that needs positions (see quick); smoke: the pipeline.
+            "task": "induction",  # 'induction' or 'copy' (variable delay)
+            "train_distances": (1, 6),  # induction: every distance 1 .. D, length D + 2
+            "task_fields": {},  # further task fields (configs/<task>.py defaults otherwise)
+            # Besides every positional encoding of attention (study.variants.EXTRA): the
+            # scale's 'recurrent' models (the essay's recurrent side), 'all' or 'none'.
+            "reference": "recurrent",
+            "recurrent_steps": 20,  # training steps of recurrent models and of the others
+            "parallel_steps": 20,
+            "eval_distances": (6, 24),  # the longest trained distance D, and 4·D
             "num_eval_batches": 1,  # evaluation batches (of eval_batch_size) per distance
         },
         "gradient_path": {"num_examples": 8},  # copy examples at the longest long_range delay
@@ -84,11 +96,12 @@ SCALES = {
             "agreement_points": 2,  # distances probed across the agreement run's range
         },
         "parallelism": {
-            "lengths": (16, 64),  # sequence lengths n to time
-            "width": 16,  # model width d (hidden size, d_model)
+            "lengths": (16, 32),  # sequence lengths n to time
+            # Model widths d (hidden size, d_model), so that n < d, n ≈ d and n > d occur.
+            "widths": (8, 32),
             "batch_size": 4,
-            "repetitions": 2,  # timed calls per point (after one warm-up); the median is kept
-            "max_dataflow_length": 64,  # dataflow depth is walked step by step: cap n there
+            "repetitions": 2,  # timed calls per point (after one warm-up): min/median/max
+            "max_dataflow_length": 32,  # dataflow depth is walked step by step: cap n there
         },
         "capacity": {
             # MQAR (configs/mqar.py): one run per model, state size and number of pairs K.
@@ -152,23 +165,31 @@ SCALES = {
             "agreement_max_nouns": 3,
         },
         "extrapolation": {
-            # Agreement, reusing long_range_agreement's runs (distances 10 .. 20): the GRU and
-            # the Transformer learn it within this budget, while on variable-delay copy
-            # (distances 11 .. 40) the LSTM and the Transformer stayed below 0.4 accuracy.
-            "reuse": "long_range_agreement",
-            "models": "none",
-            "extra_variants": ("transformer_learned", "transformer_nope"),
-            "eval_distances": (20, 40, 80),
+            # Induction heads, not copy: measured under a load of 12 on the 2 cores, the
+            # Transformer (d_model 64, 3 seeds) reaches 0.99 .. 1.00 at step 400 on induction
+            # with L = 16 (600 steps took 100 s there), the LSTM 1.00 at step 300, while on
+            # variable-delay copy (distances 11 .. 40) the LSTM and the Transformer stayed
+            # below 0.4 accuracy at this scale's budgets. Agreement is not used: its longer
+            # distances only add fillers, so it never tests positions.
+            "task": "induction",
+            "train_distances": (1, 14),  # length 16: every distance 1 .. 14 trained
+            "task_fields": {},
+            "reference": "recurrent",
+            "recurrent_steps": 400,
+            "parallel_steps": 400,
+            "eval_distances": (7, 14, 28, 56),  # up to 4·D; 28 and 56: lengths 30 and 58
             "num_eval_batches": 2,  # of eval_batch_size: 512 examples per distance
         },
         "gradient_path": {"num_examples": 32},
         "attention_maps": {"num_examples": 32, "agreement_points": 3},
         "parallelism": {
-            "lengths": (64, 256, 1024),
-            "width": 64,
+            # d = 32: n ≈ d, n > d; d = 128: n < d, n ≈ d, n > d. The largest attention point
+            # (n = 512, d = 128: 4n²d = 2^27) costs half the former n = 1024, d = 64 one.
+            "lengths": (32, 128, 512),
+            "widths": (32, 128),
             "batch_size": 8,
             "repetitions": 3,
-            "max_dataflow_length": 256,
+            "max_dataflow_length": 128,
         },
         "capacity": {
             # Measured under load: with 16 keys and values, at T = 16 and K = 4, the Transformer
@@ -234,22 +255,25 @@ SCALES = {
             "agreement_max_nouns": 3,
         },
         "extrapolation": {
-            # Agreement, reusing long_range_agreement's runs (distances 10 .. 20): the GRU and
-            # the Transformer learn it within this budget, while on variable-delay copy
-            # (distances 11 .. 40) the LSTM and the Transformer stayed below 0.4 accuracy.
-            "reuse": "long_range_agreement",
-            "models": "none",
-            "extra_variants": ("transformer_learned", "transformer_nope"),
-            "eval_distances": (20, 40, 80),
+            # Induction heads at L = 32 (distances 1 .. 30), evaluated up to 4·D = 120.
+            # Measured: the Transformer (d_model 64, 3 seeds) reaches 0.91 .. 1.00 at step
+            # 1000 at L = 32 (0.77 .. 1.00 at 800): 1500 steps leave a margin.
+            "task": "induction",
+            "train_distances": (1, 30),
+            "task_fields": {},
+            "reference": "recurrent",
+            "recurrent_steps": 1000,
+            "parallel_steps": 1500,
+            "eval_distances": (15, 30, 60, 90, 120),
             "num_eval_batches": 2,  # of eval_batch_size: 512 examples per distance
         },
         "gradient_path": {"num_examples": 32},
         "attention_maps": {"num_examples": 32, "agreement_points": 3},
         "parallelism": {
-            "lengths": (64, 256, 1024),
-            "width": 64,
+            "lengths": (32, 128, 512, 2048),
+            "widths": (32, 128, 512),
             "batch_size": 8,
-            "repetitions": 3,
+            "repetitions": 5,
             "max_dataflow_length": 256,
         },
         "capacity": {
@@ -311,19 +335,20 @@ SCALES = {
         "extrapolation": {
             # Variable-delay copy needs the Transformer to locate the delimiter and count from
             # it (about 1500 steps at d_model 128): affordable here, not at the quick scale.
-            "reuse": "",
-            "task": "copy",  # trained here, on distances train_distances
-            "train_distances": (11, 50),  # delays 1 .. 40
-            "models": "all",
-            "extra_variants": ("transformer_learned", "transformer_nope"),
+            "task": "copy",
+            "train_distances": (11, 50),  # delays 1 .. 40 (distance = delay + L)
+            "task_fields": {},
+            "reference": "all",
+            "recurrent_steps": 5000,
+            "parallel_steps": 2000,
             "eval_distances": (20, 50, 75, 100, 150, 200),
             "num_eval_batches": 4,  # of eval_batch_size: 1024 examples per distance
         },
         "gradient_path": {"num_examples": 128},
         "attention_maps": {"num_examples": 64, "agreement_points": 11},
         "parallelism": {
-            "lengths": (128, 256, 512, 1024, 2048, 4096, 8192),
-            "width": 128,
+            "lengths": (64, 256, 1024, 4096, 8192),
+            "widths": (64, 256, 1024),
             "batch_size": 16,
             "repetitions": 5,
             "max_dataflow_length": 1024,
@@ -395,18 +420,63 @@ def _parse(arg: str | None) -> tuple[str, dict[str, str], str, str]:
 def _sweep_task(sweep: str, scale: str) -> str:
   """The task a sweep trains on."""
   if sweep == "extrapolation":
-    return _extrapolation_task(scale)[0]
+    return SCALES[scale]["extrapolation"]["task"]
   if sweep == "capacity":
     return "mqar"
   return "copy" if sweep == "long_range_copy" else "agreement"
 
 
-def _extrapolation_task(scale: str) -> tuple[str, tuple[int, int], int]:
-  """(task, trained distances, max_nouns) of the extrapolation runs."""
-  ex, lr = SCALES[scale]["extrapolation"], SCALES[scale]["long_range"]
-  if ex["reuse"] == "long_range_agreement":  # the same task as the runs it reuses
-    return "agreement", lr["agreement_distances"], lr["agreement_max_nouns"]
-  return ex["task"], ex["train_distances"], lr["agreement_max_nouns"]
+def _extrapolation_task(scale: str) -> tuple[str, dict[str, Any]]:
+  """(task, its dotted task fields) of the extrapolation runs: trained on train_distances.
+
+  Raises:
+    ValueError: a task not in POSITION_TASKS, or induction distances not starting at 1.
+  """
+  ex = SCALES[scale]["extrapolation"]
+  name, (low, high) = ex["task"], ex["train_distances"]
+  fields = {f"task.{k}": v for k, v in ex["task_fields"].items()}
+  if name == "copy":  # distance = delay + L
+    length = fields.get("task.copy_length", _task("copy").copy_length)
+    fields.update({"task.min_delay": low - length, "task.max_delay": high - length})
+  elif name == "induction":  # the trigger position is random: every distance 1 .. L - 2
+    if low != 1:
+      raise ValueError(f"extrapolation.train_distances=({low}, {high}) at scale {scale!r}: "
+                       "induction trains every distance 1 .. L - 2, so the first must be 1.")
+    fields["task.length"] = high + 2
+  else:
+    raise ValueError(f"extrapolation.task={name!r} at scale {scale!r}: must be one of "
+                     f"{POSITION_TASKS} (a task that needs positions).")
+  return name, fields
+
+
+def extrapolation_task_settings(scale: str) -> Any:
+  """The task settings (seqresearch.tasks) the extrapolation runs train on at `scale`."""
+  name, fields = _extrapolation_task(scale)
+  group = _task(name)
+  values = {k: v for k, v in group.items() if k != "name"}
+  values.update({k.split(".", 1)[1]: v for k, v in fields.items()})
+  return tasks.SETTINGS[name](**values)
+
+
+def extrapolation_variants(scale: str) -> tuple[str, ...]:
+  """The extrapolation sweep's variants: the reference models and every positional encoding.
+
+  Every variant of `study.variants.EXTRA` that sets model.pos_encoding (of a model the scale
+  compares) and the model it varies (its own default encoding), so a new encoding joins
+  with nothing edited here; before them the scale's `reference` models ('recurrent': those on
+  the essay's recurrent side, 'all', or 'none').
+  """
+  table = study_models(scale)
+  reference = SCALES[scale]["extrapolation"]["reference"]
+  if reference not in ("recurrent", "all", "none"):
+    raise ValueError(f"extrapolation.reference={reference!r} at scale {scale!r}: must be "
+                     "'recurrent', 'all' or 'none'.")
+  chosen = {"all": list(table), "none": [],
+            "recurrent": [n for n in table if variants.variant(n).is_recurrent]}[reference]
+  for extra in variants.EXTRA.values():
+    if "model.pos_encoding" in extra.fields and extra.model in table:
+      chosen += [extra.model, extra.name]
+  return tuple(variants.ordered(chosen))
 
 
 def get_config(arg: str | None = None) -> config_dict.ConfigDict:
@@ -422,7 +492,11 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
   config.batch_size = train["batch_size"]
   config.eval_batch_size = train["eval_batch_size"]
   config.num_eval_batches = train["num_eval_batches"]
-  config.num_train_steps = train["recurrent_steps" if recurrent else "parallel_steps"][task]
+  budget = "recurrent_steps" if recurrent else "parallel_steps"
+  if name == "extrapolation":  # its own task and budget (a task that needs positions)
+    config.num_train_steps = SCALES[scale]["extrapolation"][budget]
+  else:
+    config.num_train_steps = train[budget][task]
   # Evaluate (and checkpoint) at the end only: the analyses read the final model.
   config.eval_every_steps = config.checkpoint_every_steps = config.num_train_steps
   config.log_every_steps = max(1, min(50, config.num_train_steps // 4))
@@ -470,17 +544,11 @@ def get_sweep(arg: str | None = None) -> list[dict]:
     return _members((*table, *lr["agreement_extra_variants"]), high + prefix + 1,
                     {"task.min_distance": low, "task.max_distance": high,
                      "task.max_nouns": nouns, "task.max_attractors": nouns})
-  ex = s["extrapolation"]
-  task_name, (low, high), nouns = _extrapolation_task(scale)
-  if task_name == "copy":
-    task = {"task.min_delay": low - copy_length, "task.max_delay": high - copy_length}
-    longest = max(ex["eval_distances"]) + 2 * copy_length  # delay + 2L
-  else:
-    task = {"task.min_distance": low, "task.max_distance": high, "task.max_nouns": nouns,
-            "task.max_attractors": nouns}
-    longest = max(ex["eval_distances"]) + prefix + 1  # prefix, distance, query
-  chosen = (*(table if ex["models"] == "all" else ()), *ex["extra_variants"])
-  return _members(chosen, longest, task, max_len=True)
+  # extrapolation: trained here, every dependency up to D; max_len covers 4·D and beyond.
+  _, task = _extrapolation_task(scale)
+  longest = extrapolation_task_settings(scale).at_distance(
+      max(s["extrapolation"]["eval_distances"])).seq_len
+  return _members(extrapolation_variants(scale), longest, task, max_len=True)
 
 
 def capacity_sizes(model: str, scale: str) -> list[dict]:

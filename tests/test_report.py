@@ -132,16 +132,19 @@ def test_long_range_verdict_names_results_against_the_essay():
 
 
 def test_extrapolation_verdict_flags_transformers_that_fail_beyond_training():
-  by = lambda *accs: {d: {"accuracy": _stat(a), "sequence_accuracy": _stat(a)}  # noqa: E731
+  by = lambda *accs: {d: {"accuracy": _stat(a), "sequence_accuracy": _stat(a),  # noqa: E731
+                          "positions_never_trained": False}
                       for d, a in zip(("10", "20", "80"), accs)}
-  results = {"task": "agreement", "chance": 0.5, "train_distances": [10, 20],
+  results = {"task": "copy", "chance": 0.125, "train_distances": [10, 20], "threshold": 0.9,
              "eval_distances": [10, 20, 80], "failed_runs": [], "variants": {
-                 "transformer": {"by_distance": by(1.0, 1.0, 0.55), "skipped": {}, "run": "a"},
-                 "gru": {"by_distance": by(1.0, 0.99, 0.97), "skipped": {}, "run": "b"}}}
+                 "transformer": {"by_distance": by(1.0, 1.0, 0.55), "skipped": {}, "run": "a",
+                                 "trained_length": 30},
+                 "gru": {"by_distance": by(1.0, 0.99, 0.97), "skipped": {}, "run": "b",
+                         "trained_length": 30}}}
   verdict = experiments.modules(("extrapolation",))["extrapolation"].verdict(results)
   _check_cited(verdict, results)
   assert len(verdict.contradictions) == 1 and "Delétang" in verdict.contradictions[0]
-  assert "falls for the Transformer (1.00 → 0.55)" in verdict.text
+  assert "The Transformer: 1.00 ± 0.02 at 20; 0.55 ± 0.02 at 80: fails at 80" in verdict.text
 
 
 def _gradient_results(abs_lstm: float, ratio_lstm: float) -> dict:
@@ -187,25 +190,30 @@ def test_attention_verdict_needs_every_seed_above_the_stated_threshold():
 
 
 def _timing_rows(train_ms: list, gflops: list, depth: list) -> dict:
+  flops = [g * t * 1e6 for g, t in zip(gflops, train_ms)]
   return {"forward_ms": train_ms, "train_ms": train_ms, "train_ms_min": train_ms,
-          "train_ms_max": train_ms, "train_flops": [g * t * 1e6 for g, t in zip(gflops, train_ms)],
-          "train_gflops_per_s": gflops, "sequential_depth": depth,
-          "train_sequential_depth": depth, "dataflow_depth": {"16": depth[0], "64": depth[1]},
+          "train_ms_max": train_ms, "train_flops": flops, "train_gflops_per_s": gflops,
+          "train_gflops_per_s_min": gflops, "train_gflops_per_s_max": gflops,
+          "sequential_depth": depth, "train_sequential_depth": depth,
+          "dataflow_depth": {"16": depth[0], "64": depth[1]},
           "exponents": {"forward_ms": 1.0, "train_ms": 1.0, "sequential_depth": 1.0,
                         "dataflow_depth": 1.0 if depth[1] > 1 else 0.0}}
 
 
 def test_parallelism_verdict_separates_more_work_from_worse_use_of_the_hardware():
   module = experiments.modules(("parallelism",))["parallelism"]
-  results = {"backend": "cpu", "device": "cpu", "lengths": [16, 64], "width": 16,
-             "batch_size": 4, "repetitions": 3, "load_average_before": [1.0, 1.0, 1.0],
-             "load_average_after": [1.5, 1.0, 1.0], "models": {
-                 "rnn": _timing_rows([1.0, 4.0], [1.0, 1.0], [16, 64]),
-                 "transformer": _timing_rows([2.0, 30.0], [5.0, 3.0], [1, 1])}}
+  models = {"rnn": {"16": _timing_rows([1.0, 4.0], [1.0, 1.0], [16, 64])},
+            "transformer": {"16": _timing_rows([2.0, 30.0], [5.0, 3.0], [1, 1])}}
+  results = {"backend": "cpu", "device": "cpu", "cpu_count": 2, "lengths": [16, 64],
+             "widths": [16], "batch_size": 4, "repetitions": 3,
+             "load_average_before": [1.0, 1.0, 1.0], "load_average_after": [1.5, 1.0, 1.0],
+             "models": models, "comparisons": module.compare(models, [16, 64], [16])}
   verdict = module.verdict(results)
   _check_cited(verdict, results)
-  assert "does more work, not less parallel work" in verdict.text  # 3 GFLOP/s against 1
-  results["models"]["transformer"]["train_gflops_per_s"] = [0.5, 0.5]
+  assert "slower because it does more work" in verdict.text  # 3 GFLOP/s against 1
+  for key in ("train_gflops_per_s", "train_gflops_per_s_min", "train_gflops_per_s_max"):
+    models["transformer"]["16"][key] = [0.5, 0.5]
+  results["comparisons"] = module.compare(models, [16, 64], [16])
   assert "lower FLOP rate" in module.verdict(results).text
 
 
@@ -342,10 +350,10 @@ def _check_runs_are_traceable_and_analyses_measured_what_they_claim(smoke) -> No
     assert set(variant["by_attractors"]) == {"0", "1", "2"}
 
   extrapolation = _results(smoke, "extrapolation")
-  assert extrapolation["train_distances"] == [7, 12]  # the reused long_range_agreement runs
-  assert set(extrapolation["variants"]) == models
+  assert extrapolation["train_distances"] == [1, 6]  # induction, trained here
+  assert set(extrapolation["variants"]) == set(study_config.extrapolation_variants("smoke"))
   for variant in extrapolation["variants"].values():
-    assert sorted(variant["by_distance"], key=int) == ["12", "48"]  # up to 4x the trained
+    assert sorted(variant["by_distance"], key=int) == ["6", "24"]  # up to 4x the trained
 
   gradient = _results(smoke, "gradient_path")
   assert set(gradient["variants"]) == models
@@ -358,9 +366,10 @@ def _check_runs_are_traceable_and_analyses_measured_what_they_claim(smoke) -> No
 
   parallelism = _results(smoke, "parallelism")
   assert set(parallelism["models"]) == models
-  assert parallelism["models"]["rnn"]["sequential_depth"] == parallelism["lengths"]
-  assert parallelism["models"]["transformer"]["sequential_depth"] == [1, 1]
-  for rows in parallelism["models"].values():
+  for d in parallelism["widths"]:
+    assert parallelism["models"]["rnn"][str(d)]["sequential_depth"] == parallelism["lengths"]
+    assert parallelism["models"]["transformer"][str(d)]["sequential_depth"] == [1, 1]
+  for rows in (r for by_width in parallelism["models"].values() for r in by_width.values()):
     assert all(t > 0 for t in rows["forward_ms"] + rows["train_ms"])
     assert all(lo <= t <= hi for lo, t, hi in zip(rows["train_ms_min"], rows["train_ms"],
                                                   rows["train_ms_max"]))
