@@ -238,8 +238,9 @@ def figures(results: dict[str, Any], out_dir: str) -> list[str]:
     for ax in (time_ax, rate_ax):
       ax.axvline(d, color="0.5", ls="--", lw=0.8)  # n = d
       plots.integer_ticks(ax, ns)
+    device = f" on {results['backend']} ({results['device']})" if j == 0 else ""  # named once
     time_ax.set(xlabel="sequence length $n$", ylabel="ms (solid: fwd+bwd, dotted: fwd)",
-                title=f"$d = {d}$, wall time ({results['backend']})")
+                title=f"$d = {d}$, wall time{device}")
     rate_ax.set(xlabel="sequence length $n$", ylabel="GFLOP/s (fwd+bwd)",
                 title=f"$d = {d}$, achieved FLOP rate")
   axes[0].legend(fontsize=6)
