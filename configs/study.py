@@ -32,14 +32,18 @@ from ml_collections import config_dict
 from configs import agreement as agreement_config
 from configs import copy as copy_config
 from configs import induction as induction_config
+from configs import long_copy as long_copy_config
 from configs import mqar as mqar_config
+from seqresearch import build
 from seqresearch import configlib
 from seqresearch import models
 from seqresearch import tasks
+from seqresearch.study import runner
+from seqresearch.study import tuning
 from seqresearch.study import variants
 
 TASK_CONFIGS = {"copy": copy_config, "agreement": agreement_config, "mqar": mqar_config,
-                "induction": induction_config}
+                "induction": induction_config, "long_copy": long_copy_config}
 # Tasks on which length extrapolation tests positions (agreement's longer distances only add
 # fillers): the extrapolation sweep trains on one of them.
 POSITION_TASKS = ("copy", "induction")
@@ -60,9 +64,12 @@ SCALES = {
             # Training steps by task, for recurrent models and for the others (attention ...).
             # Recurrent models take more, cheaper steps; agreement scores one position per
             # example (copy: ten), so it needs more of them.
-            "recurrent_steps": {"copy": 20, "agreement": 20, "mqar": 20},
-            "parallel_steps": {"copy": 20, "agreement": 20, "mqar": 20},
+            "recurrent_steps": {"copy": 20, "agreement": 20, "mqar": 20, "long_copy": 20},
+            "parallel_steps": {"copy": 20, "agreement": 20, "mqar": 20, "long_copy": 20},
             "warmup_steps": 5,  # learning-rate warmup of models whose table entry warms up
+            # Save a checkpoint every this many steps (0: at the end only), so that a killed
+            # run resumes near where it stopped; a presentation field: no run identity changes.
+            "checkpoint_every_steps": 0,
             # Model sizes by family (fields a model does not declare are skipped); a family
             # not listed takes "other", or without it the model's table `tiny` sizes.
             "sizes": {
@@ -76,6 +83,7 @@ SCALES = {
             "agreement_extra_variants": (),
             "agreement_distances": (7, 12),  # trained and evaluated over this range
             "agreement_max_nouns": 2,  # most intervening nouns (and attractors)
+            "agreement_bin_width": 1,  # distances per reported cell (>= 500 examples each)
         },
         "extrapolation": {
             # Trained here on a task that needs positions (see quick); smoke: the pipeline.
@@ -103,7 +111,19 @@ SCALES = {
             "repetitions": 2,  # timed calls per point (after one warm-up): min/median/max
             "max_dataflow_length": 32,  # dataflow depth is walked step by step: cap n there
         },
+        "learning_rate": {
+            # Peak rates tried per variant (seqresearch.study.tuning); () or one rate: each model
+            # trains at its table rate, no sweep. Smoke: none (tests check the tuning on its own).
+            "rates": (),
+            "task": "agreement",  # the pilot task, trained at its budget of this scale
+            "task_fields": {},  # its fields (the task config's defaults otherwise)
+            "num_seeds": 1,  # seeds per pilot run
+        },
         "capacity": {
+            # Long-string copy (configs/long_copy.py; Jelassi et al. 2024): one run per model and
+            # size, strings of every length L in `lengths` (uniform); accuracy by L in bins of
+            # `bin_width` lengths.
+            "long_copy": {"lengths": (2, 6), "bin_width": 1, "task": {"num_symbols": 6}},
             # MQAR (configs/mqar.py): one run per model, state size and number of pairs K.
             "pairs": (2, 4),  # K, key-value pairs to hold
             "length": 12,  # task.length for every K (>= 3·max K): only K varies
@@ -146,9 +166,10 @@ SCALES = {
             "num_eval_batches": 22,
             # MQAR (capacity): 40 runs; the largest took 53 s (LSTM) and 65 s (Transformer),
             # two at a time on the 2 cores under a load of 8. Shows the direction only.
-            "recurrent_steps": {"copy": 600, "agreement": 1500, "mqar": 300},
-            "parallel_steps": {"copy": 400, "agreement": 300, "mqar": 200},
+            "recurrent_steps": {"copy": 600, "agreement": 1500, "mqar": 300, "long_copy": 300},
+            "parallel_steps": {"copy": 400, "agreement": 300, "mqar": 200, "long_copy": 200},
             "warmup_steps": 30,
+            "checkpoint_every_steps": 0,
             "sizes": {
                 "recurrent": {"embed_dim": 32, "hidden_size": 64},
                 "attention": {"d_model": 64, "num_heads": 4, "mlp_dim": 128, "num_layers": 2},
@@ -163,6 +184,7 @@ SCALES = {
             "agreement_extra_variants": (),
             "agreement_distances": (10, 20),
             "agreement_max_nouns": 3,
+            "agreement_bin_width": 1,  # distances per reported cell (>= 500 examples each)
         },
         "extrapolation": {
             # Induction heads, not copy: measured under a load of 12 on the 2 cores, the
@@ -191,7 +213,18 @@ SCALES = {
             "repetitions": 3,
             "max_dataflow_length": 128,
         },
+        "learning_rate": {
+            # No sweep at this scale (20 minutes): the table's rates; the standard scale tunes.
+            "rates": (),
+            "task": "agreement",  # the pilot task, trained at its budget of this scale
+            "task_fields": {},  # its fields (the task config's defaults otherwise)
+            "num_seeds": 1,  # seeds per pilot run
+        },
         "capacity": {
+            # Long-string copy (configs/long_copy.py; Jelassi et al. 2024): one run per model and
+            # size, strings of every length L in `lengths` (uniform); accuracy by L in bins of
+            # `bin_width` lengths.
+            "long_copy": {"lengths": (5, 16), "bin_width": 4, "task": {"num_symbols": 8}},
             # Measured under load: with 16 keys and values, at T = 16 and K = 4, the Transformer
             # (d_model 64) reaches 0.57 .. 0.74 in its 200 steps, the LSTM (hidden 64) stays at
             # chance 0.25; with 64 of each at T = 32 and K = 8 neither leaves chance.
@@ -223,36 +256,37 @@ SCALES = {
         },
     },
     "standard": {
-        # Preliminary: a copy of quick (H3 sizes it; H4 owns the extrapolation and parallelism
-        # blocks below).
+        # What the conclusions rest on without an accelerator: >= 5 seeds, every model at the
+        # learning rate its pilot chose, agreement to distance 100, capacity with long copy.
+        # ESTIMATE
         "pipeline_check_only": False,
         "models": "all",
         "train": {
-            "num_seeds": 3,
+            "num_seeds": 5,
             "batch_size": 32,
-            # >= 500 examples behind every reported cell: 5632 examples over agreement's 11
-            # distances (10 .. 20) is 512 per distance; copy runs have one distance each.
+            # 18 x 256 = 4608 examples per seed: 512 per agreement cell (bins of 10 distances,
+            # 11 .. 100), per long-copy cell (bins of 8 lengths, 9 .. 32: 576), and all of them
+            # behind a copy or MQAR run's one distance.
             "eval_batch_size": 256,
-            "num_eval_batches": 22,
-            # MQAR (capacity): 40 runs; the largest took 53 s (LSTM) and 65 s (Transformer),
-            # two at a time on the 2 cores under a load of 8. Shows the direction only.
-            "recurrent_steps": {"copy": 600, "agreement": 1500, "mqar": 300},
-            "parallel_steps": {"copy": 400, "agreement": 300, "mqar": 200},
+            "num_eval_batches": 18,
+            "recurrent_steps": {"copy": 600, "agreement": 1500, "mqar": 300, "long_copy": 300},
+            "parallel_steps": {"copy": 400, "agreement": 400, "mqar": 200, "long_copy": 200},
             "warmup_steps": 30,
+            "checkpoint_every_steps": 250,
             "sizes": {
                 "recurrent": {"embed_dim": 32, "hidden_size": 64},
                 "attention": {"d_model": 64, "num_heads": 4, "mlp_dim": 128, "num_layers": 2},
-                # Any other family (a model added to the table): the fields it declares.
                 "other": {"embed_dim": 32, "hidden_size": 64, "d_model": 64, "num_heads": 4,
                           "mlp_dim": 128, "num_layers": 2},
             },
         },
         "long_range": {
             "copy_extra_variants": ("lstm_chrono",),
-            "copy_delays": (10, 30, 60),
-            "agreement_extra_variants": (),
-            "agreement_distances": (10, 20),
+            "copy_delays": (10, 40, 90),  # distances T + 10
+            "agreement_extra_variants": ("lstm_chrono",),  # chrono's T_max: the sequence
+            "agreement_distances": (11, 100),
             "agreement_max_nouns": 3,
+            "agreement_bin_width": 10,  # nine cells of ten distances: 11-20 .. 91-100
         },
         "extrapolation": {
             # Induction heads at L = 32 (distances 1 .. 30), evaluated up to 4·D = 120.
@@ -276,16 +310,26 @@ SCALES = {
             "repetitions": 5,
             "max_dataflow_length": 256,
         },
+        "learning_rate": {
+            # Every table model and long-range variant at each rate, on agreement at distances
+            # 11 .. 30, at the agreement budget of this scale; the rate with the lowest mean
+            # final loss over the pilot's seeds is used everywhere (seqresearch.study.tuning).
+            "rates": (3e-4, 1e-3, 3e-3),
+            "task": "agreement",  # the pilot task, trained at its budget of this scale
+            "task_fields": {"min_distance": 11, "max_distance": 30, "max_nouns": 3,
+                            "max_attractors": 3},
+            "num_seeds": 3,  # seeds per pilot run
+        },
         "capacity": {
-            # Measured under load: with 16 keys and values, at T = 16 and K = 4, the Transformer
-            # (d_model 64) reaches 0.57 .. 0.74 in its 200 steps, the LSTM (hidden 64) stays at
-            # chance 0.25; with 64 of each at T = 32 and K = 8 neither leaves chance.
+            # Long-string copy (configs/long_copy.py; Jelassi et al. 2024): one run per model and
+            # size, strings of every length L in `lengths` (uniform); accuracy by L in bins of
+            # `bin_width` lengths.
+            "long_copy": {"lengths": (9, 32), "bin_width": 8, "task": {"num_symbols": 8}},
             "pairs": (2, 4),
             "length": 16,
             "task": {"num_keys": 16, "num_values": 16},
             "sizes": {
                 "recurrent": ({"hidden_size": 8}, {"hidden_size": 64}),
-                # LRU and S6: N (state_size) per channel; minGRU/minLSTM: hidden_size.
                 "linear_recurrence": ({"hidden_size": 8, "state_size": 2},
                                       {"hidden_size": 64, "state_size": 16}),
                 "convolution": ({"d_model": 16}, {"d_model": 64}),
@@ -315,9 +359,10 @@ SCALES = {
             "batch_size": 64,
             "eval_batch_size": 256,
             "num_eval_batches": 100,  # 25600 examples: 502 per agreement distance (10 .. 60)
-            "recurrent_steps": {"copy": 5000, "agreement": 5000, "mqar": 5000},
-            "parallel_steps": {"copy": 2000, "agreement": 2000, "mqar": 3000},
+            "recurrent_steps": {"copy": 5000, "agreement": 5000, "mqar": 5000, "long_copy": 5000},
+            "parallel_steps": {"copy": 2000, "agreement": 2000, "mqar": 3000, "long_copy": 3000},
             "warmup_steps": 100,
+            "checkpoint_every_steps": 1000,
             "sizes": {
                 "recurrent": {"embed_dim": 64, "hidden_size": 128},
                 "attention": {"d_model": 128, "num_heads": 4, "mlp_dim": 512, "num_layers": 2},
@@ -331,6 +376,7 @@ SCALES = {
             "agreement_extra_variants": (),
             "agreement_distances": (10, 60),
             "agreement_max_nouns": 3,
+            "agreement_bin_width": 10,  # distances per reported cell (>= 500 examples each)
         },
         "extrapolation": {
             # Variable-delay copy needs the Transformer to locate the delimiter and count from
@@ -353,7 +399,17 @@ SCALES = {
             "repetitions": 5,
             "max_dataflow_length": 1024,
         },
+        "learning_rate": {
+            "rates": (3e-4, 1e-3, 3e-3),
+            "task": "agreement",  # the pilot task, trained at its budget of this scale
+            "task_fields": {"min_distance": 11, "max_distance": 60, "max_nouns": 3, "max_attractors": 3},  # its fields (the task config's defaults otherwise)
+            "num_seeds": 3,  # seeds per pilot run
+        },
         "capacity": {
+            # Long-string copy (configs/long_copy.py; Jelassi et al. 2024): one run per model and
+            # size, strings of every length L in `lengths` (uniform); accuracy by L in bins of
+            # `bin_width` lengths.
+            "long_copy": {"lengths": (9, 128), "bin_width": 8, "task": {}},
             "pairs": (4, 8, 16, 32),
             "length": 128,
             "task": {},
@@ -385,7 +441,8 @@ SCALES = {
     },
 }
 
-SWEEPS = ("long_range_copy", "long_range_agreement", "extrapolation", "capacity")
+SWEEPS = ("learning_rate", "long_range_copy", "long_range_agreement", "extrapolation", "capacity",
+          "capacity_copy")
 
 
 def get_study(scale: str) -> config_dict.ConfigDict:
@@ -407,14 +464,19 @@ def _task(name: str) -> config_dict.ConfigDict:
   return TASK_CONFIGS[name].get_config().task
 
 
-def _parse(arg: str | None) -> tuple[str, dict[str, str], str, str]:
-  parsed = configlib.parse_arg(arg, sweep=str, scale=str)
+def tunes(scale: str) -> bool:
+  """Whether `scale` chooses each variant's learning rate by the learning_rate sweep."""
+  return len(SCALES[scale]["learning_rate"]["rates"]) > 1
+
+
+def _parse(arg: str | None) -> tuple[str, dict[str, str], str, str, str | None]:
+  parsed = configlib.parse_arg(arg, sweep=str, scale=str, learning_rates=str)
   name = parsed.options["sweep"] or ""
   if name not in SWEEPS:
     raise ValueError(f"config argument sweep={name!r}: must be one of {SWEEPS}.")
   scale = parsed.options["scale"] or "quick"
   get_study(scale)  # Validates the scale.
-  return parsed.model, parsed.overrides, name, scale
+  return parsed.model, parsed.overrides, name, scale, parsed.options["learning_rates"]
 
 
 def _sweep_task(sweep: str, scale: str) -> str:
@@ -423,6 +485,10 @@ def _sweep_task(sweep: str, scale: str) -> str:
     return SCALES[scale]["extrapolation"]["task"]
   if sweep == "capacity":
     return "mqar"
+  if sweep == "capacity_copy":
+    return "long_copy"
+  if sweep == tuning.SWEEP:
+    return SCALES[scale]["learning_rate"]["task"]
   return "copy" if sweep == "long_range_copy" else "agreement"
 
 
@@ -480,7 +546,9 @@ def extrapolation_variants(scale: str) -> tuple[str, ...]:
 
 
 def get_config(arg: str | None = None) -> config_dict.ConfigDict:
-  model, overrides, name, scale = _parse(arg)
+  # learning_rates (the chosen-rates file) is read by get_sweep only: a member's rate reaches
+  # its config as the member's optimizer.learning_rate override.
+  model, overrides, name, scale, _ = _parse(arg)
   train = SCALES[scale]["train"]
   task = _sweep_task(name, scale)
   config = TASK_CONFIGS[task].get_config(model)
@@ -497,8 +565,11 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
     config.num_train_steps = SCALES[scale]["extrapolation"][budget]
   else:
     config.num_train_steps = train[budget][task]
-  # Evaluate (and checkpoint) at the end only: the analyses read the final model.
-  config.eval_every_steps = config.checkpoint_every_steps = config.num_train_steps
+  # Evaluate at the end only: the analyses read the final model. Checkpoint there too, and
+  # every train.checkpoint_every_steps (if > 0) so that a killed run resumes near its step.
+  config.eval_every_steps = config.num_train_steps
+  every = train["checkpoint_every_steps"] or config.num_train_steps
+  config.checkpoint_every_steps = min(every, config.num_train_steps)
   config.log_every_steps = max(1, min(50, config.num_train_steps // 4))
   if entry.warmup_steps:
     config.optimizer.warmup_steps = train["warmup_steps"]
@@ -525,13 +596,68 @@ def _members(names, length: int, task: dict, max_len: bool = False) -> list[dict
 
 
 def get_sweep(arg: str | None = None) -> list[dict]:
-  """The runs of one sweep at one scale: {'model': ..., dotted field: value} per run."""
-  _, _, name, scale = _parse(arg)
+  """The runs of one sweep at one scale: {'model': ..., dotted field: value} per run.
+
+  At a scale that tunes (`tunes`), every sweep but learning_rate trains each variant at the
+  rate chosen for it: the argument must name the chosen-rates file (learning_rates=PATH,
+  written by the study after the learning_rate sweep; see seqresearch.study.tuning). A
+  variant the file does not list takes its table model's chosen rate.
+
+  Raises:
+    ValueError: an unknown sweep or scale; at a scale that tunes, no learning_rates file, or
+      one without a rate for a member's variant or model; learning_rates at one that does not.
+  """
+  _, _, name, scale, rates_file = _parse(arg)
+  members = _sweep_members(name, scale)
+  if name == tuning.SWEEP:
+    return members
+  if not tunes(scale):
+    if rates_file is not None:
+      raise ValueError(f"learning_rates={rates_file}: scale={scale} trains at the table's "
+                       f"rates (its learning_rate.rates has fewer than two values).")
+    return members
+  if rates_file is None:
+    raise ValueError(f"sweep={name},scale={scale}: this scale trains each variant at the rate "
+                     f"its {tuning.SWEEP} sweep chose; add learning_rates=PATH to the argument "
+                     f"(the study writes <workdir>/{tuning.FILE}; scripts/report.py does both).")
+  rates = tuning.read_rates(rates_file)
+  out = []
+  for member in members:
+    variant = runner.variant_of(member["model"], member)
+    rate = rates.get(variant, rates.get(member["model"]))
+    if rate is None:
+      raise ValueError(f"learning_rates={rates_file}: no rate for {variant!r} nor its model "
+                       f"{member['model']!r}; it holds {sorted(rates)}.")
+    out.append({**member, "optimizer.learning_rate": rate})
+  return out
+
+
+def _learning_rate_members(scale: str) -> list[dict]:
+  """The pilot: every table model and long-range variant at every rate, on one task."""
+  pilot, lr = SCALES[scale]["learning_rate"], SCALES[scale]["long_range"]
+  if len(pilot["rates"]) < 2:
+    return []
+  config = TASK_CONFIGS[pilot["task"]].get_config()
+  for field, value in pilot["task_fields"].items():
+    config.task[field] = value
+  length = build.task_settings(config.task).seq_len  # chrono's T_max: the whole sequence
+  chosen = (*study_models(scale), *lr["copy_extra_variants"], *lr["agreement_extra_variants"])
+  task = {f"task.{k}": v for k, v in pilot["task_fields"].items()}
+  return [{**member, "num_seeds": pilot["num_seeds"], "optimizer.learning_rate": rate}
+          for member in _members(chosen, length, task) for rate in pilot["rates"]]
+
+
+def _sweep_members(name: str, scale: str) -> list[dict]:
+  """The members of sweep `name` at `scale`, before the chosen learning rates are applied."""
   s = SCALES[scale]
   lr = s["long_range"]
   table = study_models(scale)
+  if name == tuning.SWEEP:
+    return _learning_rate_members(scale)
   if name == "capacity":
     return _capacity_members(table, scale)
+  if name == "capacity_copy":
+    return _long_copy_members(table, scale)
   copy_length = _task("copy").copy_length
   prefix = _task("agreement").max_prefix
   if name == "long_range_copy":
@@ -570,3 +696,13 @@ def _capacity_members(table, scale: str) -> list[dict]:
            **{f"task.{k}": v for k, v in capacity["task"].items()}}
           for model in table for size in capacity_sizes(model, scale)
           for pairs in capacity["pairs"]]
+
+
+def _long_copy_members(table, scale: str) -> list[dict]:
+  """One long-string copy run per table model and capacity size, strings of every length."""
+  capacity = SCALES[scale]["capacity"]
+  low, high = capacity["long_copy"]["lengths"]
+  return [{"model": model, **{f"model.{k}": v for k, v in size.items()},
+           "task.min_length": low, "task.max_length": high,
+           **{f"task.{k}": v for k, v in capacity["long_copy"]["task"].items()}}
+          for model in table for size in capacity_sizes(model, scale)]

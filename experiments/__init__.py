@@ -7,8 +7,9 @@ module here (see `seqresearch.study.runner` for what it provides) plus its name 
 import importlib
 from types import ModuleType
 
-NAMES = ("long_range", "extrapolation", "gradient_path", "attention_maps", "parallelism",
-         "complexity", "capacity")
+# learning_rate first: the control every later comparison rests on (each model's rate).
+NAMES = ("learning_rate", "long_range", "extrapolation", "gradient_path", "attention_maps",
+         "parallelism", "complexity", "capacity")
 
 
 def modules(names: tuple[str, ...] = NAMES) -> dict[str, ModuleType]:

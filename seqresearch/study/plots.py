@@ -47,19 +47,34 @@ def integer_ticks(ax: Any, xs: Sequence[int] | None = None, axis: str = "x") -> 
 
 
 def errorbar(ax: Any, name: str, xs: Sequence[float], summaries: Sequence[dict[str, Any]],
-             points: bool = True, **style: Any) -> None:
+             points: bool = True, learnt: float | None = None, **style: Any) -> None:
   """Mean ± 95% interval over seeds of variant `name`, and each seed as a small point.
 
-  Seeds are drawn where they are finite, so bimodal outcomes show as two clusters. `style`
-  overrides line properties of `variants.style(name)` (e.g. a marker and label per model
-  size); the colour stays the model's.
+  Seeds are drawn where they are finite, so bimodal outcomes show as two clusters. With
+  `learnt` (the accuracy from which a seed counts as having learnt the task), a cell whose
+  seeds fall on both sides of it (`stats.split`) gets no interval (it would span both modes
+  and describe no seed) and no mean marker: its seeds are drawn as large points, and the line
+  through the means passes it unmarked. `style` overrides line properties of
+  `variants.style(name)` (e.g. a marker and label per model size); the colour stays the
+  model's.
   """
+  from seqresearch.study import stats  # pylint: disable=g-import-not-at-top
   s = {**variants.style(name), **style}
-  mean = [x["mean"] if x["mean"] is not None else float("nan") for x in summaries]
+  nan = float("nan")
+  split = [stats.split(x, learnt) for x in summaries]
+  mean = [x["mean"] if x["mean"] is not None else nan for x in summaries]
   err = [x["ci95"] if x["ci95"] is not None else 0.0 for x in summaries]
-  ax.errorbar(xs, mean, yerr=err, capsize=3, **s)
+  if not any(split):
+    ax.errorbar(xs, mean, yerr=err, capsize=3, **s)
+  else:
+    line = {k: v for k, v in s.items() if k not in ("marker",)}
+    ax.plot(xs, mean, **line)  # the means, unmarked where the seeds split
+    kept = [i for i, bad in enumerate(split) if not bad]
+    ax.errorbar([xs[i] for i in kept], [mean[i] for i in kept], yerr=[err[i] for i in kept],
+                capsize=3, **{**s, "ls": "none", "label": None})
   if points:
-    for x, summary in zip(xs, summaries):
+    for x, summary, bimodal in zip(xs, summaries, split):
       seeds = [v for v in summary["per_seed"] if v is not None]
-      ax.plot([x] * len(seeds), seeds, ls="none", marker=".", color=s["color"], alpha=0.5,
-              markersize=4)
+      ax.plot([x] * len(seeds), seeds, ls="none", marker="o" if bimodal else ".",
+              color=s["color"], alpha=0.8 if bimodal else 0.5,
+              markersize=6 if bimodal else 4)

@@ -35,6 +35,7 @@ from typing import Any
 from seqresearch import sweep
 from seqresearch import sweep_launch
 from seqresearch import workdir as workdir_lib
+from seqresearch.study import tuning
 from seqresearch.study import variants
 
 
@@ -80,25 +81,83 @@ class Study:
     """Whether this scale only checks the pipeline (no verdicts; see configs/study.py)."""
     return bool(self.settings.pipeline_check_only)
 
+  @property
+  def tunes(self) -> bool:
+    """Whether this scale chooses each variant's learning rate by a sweep (`tuning`)."""
+    return len(self.settings.learning_rate.rates) > 1
+
+  @property
+  def learning_rates_file(self) -> str:
+    """The chosen rates of this study (`tuning.FILE`), absolute: it travels in an argument."""
+    return os.path.abspath(tuning.path(self.workdir))
+
   def sweep_dir(self, name: str) -> str:
     return os.path.join(self.workdir, "runs", name)
 
   def runs(self, name: str) -> list[sweep.Run]:
-    """The members of sweep `name` at this scale (not run; see `train`)."""
-    return sweep.expand(self.config.__file__, f"sweep={name},scale={self.scale}",
-                        self.sweep_dir(name))
+    """The members of sweep `name` at this scale (not run; see `train`).
+
+    Raises:
+      ValueError: at a scale that tunes, a sweep other than the learning-rate one before its
+        rates are chosen (`train` chooses them first).
+    """
+    arg = f"sweep={name},scale={self.scale}"
+    if self.tunes and name != tuning.SWEEP:
+      file = self.learning_rates_file
+      if not os.path.isfile(file):
+        raise ValueError(f"sweep {name!r} at scale {self.scale!r} trains each variant at the "
+                         f"learning rate the {tuning.SWEEP!r} sweep chose, and none is chosen "
+                         f"yet ({file} is missing): train that sweep first (Study.train does).")
+      if "," in file or "=" in file:
+        raise ValueError(f"--workdir={self.workdir}: a study that tunes its learning rates "
+                         "passes the path in a config argument; it must hold no ',' or '='.")
+      arg += f",learning_rates={file}"
+    return sweep.expand(self.config.__file__, arg, self.sweep_dir(name))
+
+  def choose_learning_rates(self) -> dict[str, Any]:
+    """Picks each variant's rate from the finished pilot runs; writes `learning_rates_file`.
+
+    Raises:
+      ValueError: no pilot run of some variant finished (it would have no rate).
+    """
+    losses: dict[str, dict[float, list[float | None]]] = {}
+    runs = self.runs(tuning.SWEEP)
+    for run in runs:
+      losses.setdefault(self.variant(run), {})
+      if run.finished:
+        evals = run_summary(run)["eval_by_seed"]
+        rate = float(dict(run.overrides)["optimizer.learning_rate"])
+        losses[self.variant(run)][rate] = [evals[k]["loss"] for k in sorted(evals, key=int)]
+    missing = [name for name, by_rate in losses.items() if not by_rate]
+    if missing:
+      raise ValueError(f"no {tuning.SWEEP!r} run of {missing} finished (see their error.txt "
+                       f"under {self.sweep_dir(tuning.SWEEP)}): no learning rate to choose.")
+    chosen = tuning.choose_all(losses)
+    workdir_lib.write_json(self.learning_rates_file, chosen)
+    return chosen
 
   def train(self, names: Sequence[str]) -> list[dict[str, Any]]:
     """Runs the unfinished members of the sweeps `names` (all at once, `parallel` at a time).
 
     Finished runs are skipped; a failed run is recorded in its error.txt and the others go
-    on. Writes each sweep's summary.{json,csv} (mean and 95% CI over seeds).
+    on. Writes each sweep's summary.{json,csv} (mean and 95% CI over seeds). At a scale that
+    tunes, the learning-rate sweep trains first and the chosen rates are written before the
+    other sweeps are expanded (they read them).
 
     Raises:
       ValueError: a finished run was trained with other settings than the config gives now
-        (`sweep.expand` refuses to reuse it, naming the fields).
+        (`sweep.expand` refuses to reuse it, naming the fields); no pilot run of a variant
+        finished.
     """
-    by_name = {name: self.runs(name) for name in dict.fromkeys(names)}
+    names = list(dict.fromkeys(names))
+    if not self.tunes or not names:
+      return self._train(names)
+    results = self._train([tuning.SWEEP])
+    self.choose_learning_rates()
+    return results + self._train([n for n in names if n != tuning.SWEEP])
+
+  def _train(self, names: Sequence[str]) -> list[dict[str, Any]]:
+    by_name = {name: self.runs(name) for name in names}
     todo = [run for runs in by_name.values() for run in runs if not run.finished]
     # Longest first, so that `parallel` workers finish together.
     todo.sort(key=_cost_rank, reverse=True)
@@ -110,17 +169,20 @@ class Study:
 
   def variant(self, run: sweep.Run) -> str:
     """The variant (`variants.variant`) whose fields the run has: the most specific one."""
-    model = run.config_arg.split(":", 1)[1].split(",")[0]
-    fields = dict(run.overrides)
-    candidates = [variants.variant(model)] + [v for v in variants.EXTRA.values()
-                                              if v.model == model]
-    matches = [(len(v.fields), v.name) for v in candidates
-               if all(fields.get(k) == value for k, value in v.fields.items())]
-    return max(matches)[1]
+    return variant_of(run.model, dict(run.overrides))
 
   def relpath(self, path: str) -> str:
     """`path` relative to the study directory (how REPORT.md names files)."""
     return os.path.relpath(path, self.workdir)
+
+
+def variant_of(model: str, fields: Mapping[str, Any]) -> str:
+  """The most specific variant of table model `model` whose fields `fields` (dotted) has."""
+  candidates = [variants.variant(model)] + [v for v in variants.EXTRA.values()
+                                            if v.model == model]
+  matches = [(len(v.fields), v.name) for v in candidates
+             if all(fields.get(k) == value for k, value in v.fields.items())]
+  return max(matches)[1]
 
 
 def _cost_rank(run: sweep.Run) -> tuple[bool, int]:

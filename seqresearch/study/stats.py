@@ -72,6 +72,70 @@ def seed_summary(values: Sequence[float], examples: int | None = None) -> dict[s
   return out
 
 
+def split(summary: dict[str, Any] | None, learnt: float | None) -> bool:
+  """Whether the finite seeds of `summary` fall on both sides of the `learnt` threshold.
+
+  Such outcomes are bimodal (some seeds learn the task, others do not): their mean ± interval
+  describes no seed, so figures draw them as per-seed points and tables list the seeds.
+  """
+  if not summary or learnt is None:
+    return False
+  seeds = [v for v in summary["per_seed"] if v is not None]
+  return any(v >= learnt for v in seeds) and any(v < learnt for v in seeds)
+
+
+def learnt_count(summary: dict[str, Any], learnt: float) -> tuple[int, int]:
+  """(seeds at or above `learnt`, seeds): how many seeds learn the task by that criterion."""
+  return (sum(v is not None and v >= learnt for v in summary["per_seed"]),
+          summary["num_seeds"])
+
+
+def distance_bins(low: int, high: int, width: int) -> list[tuple[int, int]]:
+  """Consecutive bins [low, low + width - 1], ... covering low .. high (the last may be narrower).
+
+  Raises:
+    ValueError: width < 1 or high < low.
+  """
+  if isinstance(width, bool) or not isinstance(width, int) or width < 1:
+    raise ValueError(f"bin width {width!r}: must be an integer >= 1.")
+  if high < low:
+    raise ValueError(f"distances {low} .. {high}: the longest must be >= the shortest.")
+  return [(start, min(start + width - 1, high)) for start in range(low, high + 1, width)]
+
+
+def bin_label(lo: int, hi: int) -> str:
+  """'11-20' for a bin of several distances, '11' for one."""
+  return str(lo) if lo == hi else f"{lo}-{hi}"
+
+
+def binned(values_by_distance: Sequence[dict[str, float | None]],
+           bins: Sequence[tuple[int, int]]) -> dict[str, list[float | None]]:
+  """Per bin, per seed: the mean of the seed's values at the bin's distances.
+
+  Args:
+    values_by_distance: per seed, {distance (str): value or None}, e.g. a run's
+      `accuracy_by_distance`. Distances are drawn uniformly per example, so each distance of a
+      bin holds about as many examples and the plain mean over them is the bin's accuracy.
+    bins: (lo, hi) per bin, inclusive.
+
+  Returns:
+    {bin_label: [value per seed]}: None for a seed with a non-finite value in the bin (counted,
+    never dropped, by `seed_summary`); bins with no distance present are left out.
+  """
+  out = {}
+  for lo, hi in bins:
+    keys = [str(d) for d in range(lo, hi + 1)]
+    if not any(k in seed for seed in values_by_distance for k in keys):
+      continue
+    per_seed = []
+    for seed in values_by_distance:
+      values = [seed[k] for k in keys if k in seed]
+      per_seed.append(sum(values) / len(values) if values and all(_finite(v) for v in values)
+                      else None)
+    out[bin_label(lo, hi)] = per_seed
+  return out
+
+
 def mean_over_seeds(values_SxN: Sequence[Sequence[float]]) -> list[float | None]:
   """Per position, the mean over seeds of the finite values (None where no seed is finite)."""
   v_SxN = np.asarray([[v if _finite(v) else np.nan for v in row] for row in values_SxN],
@@ -93,15 +157,21 @@ def fmt(value: Any, spec: str = ".2f") -> str:
   return text
 
 
-def pm(summary: dict[str, Any] | None, spec: str = ".2f") -> str:
+def pm(summary: dict[str, Any] | None, spec: str = ".2f", learnt: float | None = None) -> str:
   """'0.31 ± 0.04' for a seed summary; '0.31 (1 seed)' without an interval; '–' for none.
 
   Non-finite seeds are named: '0.31 ± 0.04 (1 of 5 seeds not finite)', and a cell with
-  fewer than MIN_EXAMPLES evaluation examples is marked.
+  fewer than MIN_EXAMPLES evaluation examples is marked. With `learnt` (the accuracy from
+  which a seed counts as having learnt the task), a cell whose seeds fall on both sides of it
+  (`split`) lists every seed instead of an interval spanning both modes: 'seeds 1.00 0.50 ...
+  (mean 0.80)'.
   """
   if not summary:
     return "–"
-  if summary["ci95"] is None:
+  if split(summary, learnt):  # bimodal: the seeds themselves, not an interval between modes
+    text = ("seeds " + " ".join(fmt(v, spec) for v in summary["per_seed"]) +
+            f" (mean {fmt(summary['mean'], spec)})")
+  elif summary["ci95"] is None:
     text = f"{fmt(summary['mean'], spec)} ({summary['num_finite']} finite seed" + \
         ("s)" if summary["num_finite"] != 1 else ")")
   else:
