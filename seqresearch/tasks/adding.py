@@ -30,11 +30,13 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from seqresearch.tasks.base import Batch, REGRESSION_TOLERANCE, check_int
+from seqresearch.tasks.base import (Batch, LongestTrainedDistance, REGRESSION_TOLERANCE,
+                                    check_at_least, check_distance, check_fixed_distance,
+                                    check_int, distance_range)
 
 
 @dataclasses.dataclass(frozen=True)
-class AddingSettings:
+class AddingSettings(LongestTrainedDistance):
   """Settings of the adding problem (frozen, so usable as a static jit argument).
 
   Attributes:
@@ -43,6 +45,8 @@ class AddingSettings:
     fixed_distance: 0 (first marker uniform in the first half, as Arjovsky et al.), or d in
       [ceil(n/2), n - 1]: the first marker exactly d steps before the end. 0 means off, as in
       `optimizer.grad_clip_norm`.
+
+  `max_distance` (n - 1, or fixed_distance) comes from `LongestTrainedDistance`.
   """
 
   length: int = 50
@@ -51,14 +55,11 @@ class AddingSettings:
 
   def __post_init__(self) -> None:
     check_int("length", self.length, 2, ">= 2 (one number in each half)")
-    check_int("num_levels", self.num_levels, 2, ">= 2")
-    low, high = self.length - self.length // 2, self.length - 1
-    check_int("fixed_distance", self.fixed_distance, 0,
-              f"in [ceil(task.length / 2), task.length - 1] = [{low}, {high}], or 0 (off)")
-    if self.fixed_distance and not low <= self.fixed_distance <= high:
-      raise ValueError(
-          f"task.fixed_distance={self.fixed_distance}: the first marker must lie in the first "
-          f"half of task.length={self.length}; must be in [{low}, {high}], or 0 (off).")
+    check_at_least(self, num_levels=2)
+    check_fixed_distance(self.fixed_distance, *self._random_distances,
+                         "[ceil(task.length / 2), task.length - 1]",
+                         "the first marker must lie in the first half of "
+                         f"task.length={self.length}")
 
   @property
   def vocab_size(self) -> int:
@@ -70,14 +71,13 @@ class AddingSettings:
     return self.length
 
   @property
-  def max_distance(self) -> int:
-    return self.fixed_distance or self.length - 1
+  def _random_distances(self) -> tuple[int, int]:
+    """(ceil(n/2), n - 1): the distances of a first marker anywhere in the first half."""
+    return self.length - self.length // 2, self.length - 1
 
   @property
   def trained_distances(self) -> tuple[int, int]:
-    if self.fixed_distance:
-      return self.fixed_distance, self.fixed_distance
-    return self.length - self.length // 2, self.length - 1
+    return distance_range(self.fixed_distance, *self._random_distances)
 
   @property
   def chance_accuracy(self) -> float:
@@ -97,8 +97,7 @@ class AddingSettings:
     Raises:
       ValueError: distance < 1.
     """
-    if isinstance(distance, bool) or not isinstance(distance, int) or distance < 1:
-      raise ValueError(f"distance {distance!r}: adding-problem distances are integers >= 1.")
+    check_distance(distance, 1, "adding-problem distances are integers >= 1.")
     length = self.length
     if distance > length - 1:
       length = distance + 1
@@ -113,46 +112,41 @@ class AddingSettings:
             "chance_accuracy": self.chance_accuracy}
 
   def make_batch(self, key: jax.Array, batch_size: int) -> Batch:
-    """`make_batch(key, self, batch_size)`."""
-    return make_batch(key, self, batch_size)
+    """Draws a batch of adding-problem examples.
+
+    Pure and jittable with `self` and `batch_size` static (see `tasks.make_batch`).
+
+    Returns:
+      Batch with [B, n] fields: weights = loss_weights = 1 exactly at the last position,
+      regression_targets there the sum of the two marked values (0 elsewhere), targets all 0,
+      distance there n - 1 - p1 (0 elsewhere), attractors None.
+    """
+    n, levels = self.length, self.num_levels
+    half = n // 2
+    key_levels, key_first, key_second = jax.random.split(key, 3)
+    levels_BxT = jax.random.randint(key_levels, (batch_size, n), 0, levels, jnp.int32)
+    if self.fixed_distance:
+      first_Bx1 = jnp.full((batch_size, 1), n - 1 - self.fixed_distance, jnp.int32)
+    else:
+      first_Bx1 = jax.random.randint(key_first, (batch_size, 1), 0, half, jnp.int32)
+    second_Bx1 = jax.random.randint(key_second, (batch_size, 1), half, n, jnp.int32)
+    t_1xT = jnp.arange(n, dtype=jnp.int32)[None, :]
+    marked_BxT = (t_1xT == first_Bx1) | (t_1xT == second_Bx1)
+    inputs_BxT = levels_BxT + levels * marked_BxT.astype(jnp.int32)
+    total_B = jnp.where(marked_BxT, values_of(levels_BxT, levels), 0.0).sum(axis=1)
+
+    is_last_1xT = t_1xT == n - 1
+    weights_BxT = jnp.broadcast_to(is_last_1xT, (batch_size, n)).astype(jnp.float32)
+    return Batch(
+        inputs=inputs_BxT,
+        targets=jnp.zeros((batch_size, n), jnp.int32),
+        weights=weights_BxT,
+        loss_weights=weights_BxT,
+        distance=jnp.where(is_last_1xT, n - 1 - first_Bx1, 0).astype(jnp.int32),
+        attractors=None,
+        regression_targets=jnp.where(is_last_1xT, total_B[:, None], 0.0).astype(jnp.float32))
 
 
 def values_of(levels: jax.Array, num_levels: int) -> jax.Array:
   """The number in [0, 1] that quantisation level k stands for: (k + 0.5) / N."""
   return (levels.astype(jnp.float32) + 0.5) / num_levels
-
-
-def make_batch(key: jax.Array, settings: AddingSettings, batch_size: int) -> Batch:
-  """Draws a batch of adding-problem examples.
-
-  Pure and jittable with `settings` and `batch_size` static (see `tasks.make_batch`).
-
-  Returns:
-    Batch with [B, n] fields: weights = loss_weights = 1 exactly at the last position,
-    regression_targets there the sum of the two marked values (0 elsewhere), targets all 0,
-    distance there n - 1 - p1 (0 elsewhere), attractors None.
-  """
-  n, levels = settings.length, settings.num_levels
-  half = n // 2
-  key_levels, key_first, key_second = jax.random.split(key, 3)
-  levels_BxT = jax.random.randint(key_levels, (batch_size, n), 0, levels, jnp.int32)
-  if settings.fixed_distance:
-    first_Bx1 = jnp.full((batch_size, 1), n - 1 - settings.fixed_distance, jnp.int32)
-  else:
-    first_Bx1 = jax.random.randint(key_first, (batch_size, 1), 0, half, jnp.int32)
-  second_Bx1 = jax.random.randint(key_second, (batch_size, 1), half, n, jnp.int32)
-  t_1xT = jnp.arange(n, dtype=jnp.int32)[None, :]
-  marked_BxT = (t_1xT == first_Bx1) | (t_1xT == second_Bx1)
-  inputs_BxT = levels_BxT + levels * marked_BxT.astype(jnp.int32)
-  total_B = jnp.where(marked_BxT, values_of(levels_BxT, levels), 0.0).sum(axis=1)
-
-  is_last_1xT = t_1xT == n - 1
-  weights_BxT = jnp.broadcast_to(is_last_1xT, (batch_size, n)).astype(jnp.float32)
-  return Batch(
-      inputs=inputs_BxT,
-      targets=jnp.zeros((batch_size, n), jnp.int32),
-      weights=weights_BxT,
-      loss_weights=weights_BxT,
-      distance=jnp.where(is_last_1xT, n - 1 - first_Bx1, 0).astype(jnp.int32),
-      attractors=None,
-      regression_targets=jnp.where(is_last_1xT, total_B[:, None], 0.0).astype(jnp.float32))

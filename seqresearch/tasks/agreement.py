@@ -38,7 +38,7 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import gammaln, xlogy
 
-from seqresearch.tasks.base import Batch, check_int
+from seqresearch.tasks.base import Batch, check_at_least, check_int, check_min_max
 
 PAD = 0
 QUERY = 1
@@ -90,12 +90,8 @@ class AgreementSettings:
   num_advs: int = 8
 
   def __post_init__(self) -> None:
-    check_int("min_distance", self.min_distance, 2, ">= 2")
-    check_int("max_distance", self.max_distance, self.min_distance,
-               f">= task.min_distance={self.min_distance}")
-    check_int("min_nouns", self.min_nouns, 0, ">= 0")
-    check_int("max_nouns", self.max_nouns, self.min_nouns,
-               f">= task.min_nouns={self.min_nouns}")
+    check_min_max(self, "min_distance", "max_distance", 2)
+    check_min_max(self, "min_nouns", "max_nouns", 0)
     if self.min_distance - 1 < 3 * self.max_nouns:
       raise ValueError(
           f"task.min_distance={self.min_distance}: too short for task.max_nouns="
@@ -126,9 +122,8 @@ class AgreementSettings:
           f"task.attractor_prob={prob!r}: every noun would be an attractor, but "
           f"task.max_attractors={self.max_attractors} < task.max_nouns={self.max_nouns} "
           "(allowed: attractor_prob < 1).")
-    check_int("max_prefix", self.max_prefix, 0, ">= 0")
-    for name in ("num_nouns", "num_verbs", "num_preps", "num_adjs", "num_advs"):
-      check_int(name, getattr(self, name), 1, ">= 1")
+    check_at_least(self, max_prefix=0, num_nouns=1, num_verbs=1, num_preps=1, num_adjs=1,
+                   num_advs=1)
 
   @property
   def vocab(self) -> Vocabulary:
@@ -171,8 +166,27 @@ class AgreementSettings:
     return {}
 
   def make_batch(self, key: jax.Array, batch_size: int) -> Batch:
-    """`make_batch(key, self, batch_size)`."""
-    return make_batch(key, self, batch_size)
+    """Draws a batch of agreement examples.
+
+    Pure and jittable with `self` and `batch_size` static (see `tasks.make_batch`).
+
+    Returns:
+      Batch with [B, T] fields (T = self.seq_len): target SG/PL at the QUERY position only,
+      where weights = loss_weights = 1 and distance = d; attractors [B] int32 = a.
+    """
+    keys_B = jax.random.split(key, batch_size)
+    inputs_BxT, plural_B, distance_B, prefix_B, attractors_B = jax.vmap(
+        lambda k: _example(k, self))(keys_B)
+    query_B = prefix_B + distance_B
+    is_query_BxT = jnp.arange(self.seq_len)[None, :] == query_B[:, None]
+    label_B = jnp.where(plural_B, PL, SG)
+    return Batch(
+        inputs=inputs_BxT,
+        targets=jnp.where(is_query_BxT, label_B[:, None], PAD).astype(jnp.int32),
+        weights=is_query_BxT.astype(jnp.float32),
+        loss_weights=is_query_BxT.astype(jnp.float32),
+        distance=jnp.where(is_query_BxT, distance_B[:, None], 0).astype(jnp.int32),
+        attractors=attractors_B)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -334,27 +348,3 @@ def _example(key: jax.Array, settings: AgreementSettings) -> tuple[jax.Array, ..
   inputs_T = inputs_T.at[prefix].set(subject)
   inputs_T = inputs_T.at[prefix + distance].set(QUERY)
   return inputs_T.astype(jnp.int32), subject_plural, distance, prefix, num_attractors
-
-
-def make_batch(key: jax.Array, settings: AgreementSettings, batch_size: int) -> Batch:
-  """Draws a batch of agreement examples.
-
-  Pure and jittable with `settings` and `batch_size` static (see `tasks.make_batch`).
-
-  Returns:
-    Batch with [B, T] fields (T = settings.seq_len): target SG/PL at the QUERY position only,
-    where weights = loss_weights = 1 and distance = d; attractors [B] int32 = a.
-  """
-  keys_B = jax.random.split(key, batch_size)
-  inputs_BxT, plural_B, distance_B, prefix_B, attractors_B = jax.vmap(
-      lambda k: _example(k, settings))(keys_B)
-  query_B = prefix_B + distance_B
-  is_query_BxT = jnp.arange(settings.seq_len)[None, :] == query_B[:, None]
-  label_B = jnp.where(plural_B, PL, SG)
-  return Batch(
-      inputs=inputs_BxT,
-      targets=jnp.where(is_query_BxT, label_B[:, None], PAD).astype(jnp.int32),
-      weights=is_query_BxT.astype(jnp.float32),
-      loss_weights=is_query_BxT.astype(jnp.float32),
-      distance=jnp.where(is_query_BxT, distance_B[:, None], 0).astype(jnp.int32),
-      attractors=attractors_B)

@@ -1,6 +1,7 @@
-"""The batch every task returns: one pytree, the same fields for every task.
+"""What the tasks share: the batch every task returns, the validators of task settings, and the
+token layout of the symbol tasks.
 
-Legend: B batch, T time (sequence length).
+Legend: B batch, T time (sequence length), M symbols per example, A alphabet.
 """
 
 from __future__ import annotations
@@ -51,6 +52,96 @@ def check_int(name: str, value: object, low: int, allowed: str) -> None:
   # bool is an int subclass; True as a count or a delay is a typo, not a setting.
   if isinstance(value, bool) or not isinstance(value, int) or value < low:
     raise ValueError(f"task.{name}={value!r}: must be an integer {allowed}.")
+
+
+def check_at_least(settings: object, **lows: int) -> None:
+  """`check_int` of each `field=low`: `task.<field>` must be an integer >= low."""
+  for name, low in lows.items():
+    check_int(name, getattr(settings, name), low, f">= {low}")
+
+
+def check_min_max(settings: object, min_field: str, max_field: str, low: int) -> None:
+  """`task.<min_field>` must be an integer >= low and `task.<max_field>` one >= it."""
+  least = getattr(settings, min_field)
+  check_int(min_field, least, low, f">= {low}")
+  check_int(max_field, getattr(settings, max_field), least, f">= task.{min_field}={least}")
+
+
+def check_distance(distance: object, low: int, reason: str) -> None:
+  """Raises ValueError unless `distance` (the argument of `at_distance`) is an integer >= `low`.
+
+  The message reads 'distance <value>: <reason>'; `reason` says why the task needs `low`.
+  """
+  if isinstance(distance, bool) or not isinstance(distance, int) or distance < low:
+    raise ValueError(f"distance {distance!r}: {reason}")
+
+
+def check_fixed_distance(value: object, low: int, high: int, bounds: str, reason: str) -> None:
+  """Raises ValueError naming `task.fixed_distance` unless it is 0 (off) or an integer in
+  [low, high].
+
+  Args:
+    value: the field's value.
+    low, high: the distances the task's layout can place at every scored position.
+    bounds: how [low, high] follow from the other fields, e.g. '[1, task.length - 2]'.
+    reason: why a distance outside them does not fit (said for an integer out of range).
+  """
+  allowed = f"in {bounds} = [{low}, {high}], or 0 (off)"
+  check_int("fixed_distance", value, 0, allowed)
+  if value and not low <= value <= high:
+    raise ValueError(f"task.fixed_distance={value}: {reason}; must be {allowed}.")
+
+
+def distance_range(fixed_distance: int, low: int, high: int) -> tuple[int, int]:
+  """(shortest, longest) dependency distance of a task with a `fixed_distance` field: the
+  random layout's (low, high), or (d, d) when fixed_distance = d is on (not 0)."""
+  if fixed_distance:
+    return fixed_distance, fixed_distance
+  return low, high
+
+
+class LongestTrainedDistance:
+  """`max_distance` as the longest of `trained_distances`, for the settings classes where it
+  is not a field (all but agreement). A mixin because it is the same property in six
+  classes; it holds no task logic."""
+
+  @property
+  def max_distance(self) -> int:
+    """Largest dependency distance of a scored position: `trained_distances[1]`."""
+    return self.trained_distances[1]
+
+
+class SymbolAlphabet:
+  """The token layout of the symbol tasks (copy, long_copy, selective_copy, induction).
+
+  Token 0 is the filler (blank, pad or noise: also the target of unscored positions), 1..A are
+  the symbols (A = `num_symbols`, a field of the settings) and A + 1 is the one control token
+  (delimiter, separator, marker or trigger). A mixin rather than a helper function because
+  these are properties of the settings interface (`vocab_size`, `chance_accuracy`) that would
+  otherwise be the same three lines in four classes; it holds no task logic.
+  """
+
+  num_symbols: int
+
+  @property
+  def control_token(self) -> int:
+    """A + 1: the task's delimiter, separator, marker or trigger."""
+    return self.num_symbols + 1
+
+  @property
+  def vocab_size(self) -> int:
+    """A + 2: the filler, A symbols and the control token."""
+    return self.num_symbols + 2
+
+  @property
+  def chance_accuracy(self) -> float:
+    """1/A: a uniform guess among the symbols."""
+    return 1.0 / self.num_symbols
+
+
+def draw_symbols(key: jax.Array, batch_size: int, count: int, num_symbols: int) -> jax.Array:
+  """[B, count] int32 symbols, i.i.d. uniform over 1..num_symbols."""
+  return jax.random.randint(key, (batch_size, count), 1, num_symbols + 1, jnp.int32)
 
 
 def distinct_indices(key: jax.Array, batch_size: int, population: int, count: int) -> jax.Array:

@@ -22,13 +22,14 @@ import math
 import jax
 import jax.numpy as jnp
 
-from seqresearch.tasks.base import Batch, check_int
+from seqresearch.tasks.base import (Batch, LongestTrainedDistance, SymbolAlphabet,
+                                    check_at_least, check_distance, check_min_max, draw_symbols)
 
 BLANK = 0
 
 
 @dataclasses.dataclass(frozen=True)
-class CopySettings:
+class CopySettings(SymbolAlphabet, LongestTrainedDistance):
   """Settings of the copy-memory task (frozen, so usable as a static jit argument).
 
   Attributes:
@@ -37,6 +38,9 @@ class CopySettings:
     min_delay: smallest delay T, the number of steps from the last symbol to the delimiter
       (T - 1 blanks lie between them).
     max_delay: largest delay T; each example draws T uniformly from [min_delay, max_delay].
+
+  `vocab_size` (K + 2: blank, K symbols, delimiter) and `chance_accuracy` (1/K) come from
+  `SymbolAlphabet`, `max_distance` (max_delay + L) from `LongestTrainedDistance`.
   """
 
   num_symbols: int = 8
@@ -45,21 +49,10 @@ class CopySettings:
   max_delay: int = 100
 
   def __post_init__(self) -> None:
-    check_int("num_symbols", self.num_symbols, 2, ">= 2")
-    check_int("copy_length", self.copy_length, 1, ">= 1")
-    check_int("min_delay", self.min_delay, 1, ">= 1")
-    check_int("max_delay", self.max_delay, self.min_delay,
-               f">= task.min_delay={self.min_delay}")
+    check_at_least(self, num_symbols=2, copy_length=1)
+    check_min_max(self, "min_delay", "max_delay", 1)
 
-  @property
-  def delimiter(self) -> int:
-    """Token id of the delimiter that asks for the recall."""
-    return self.num_symbols + 1
-
-  @property
-  def vocab_size(self) -> int:
-    """Number of token ids: blank, K symbols, delimiter."""
-    return self.num_symbols + 2
+  delimiter = SymbolAlphabet.control_token  # the token that asks for the recall
 
   @property
   def seq_len(self) -> int:
@@ -67,19 +60,9 @@ class CopySettings:
     return self.max_delay + 2 * self.copy_length
 
   @property
-  def max_distance(self) -> int:
-    """Largest distance of a scored position: max_delay + L."""
-    return self.max_delay + self.copy_length
-
-  @property
   def trained_distances(self) -> tuple[int, int]:
     """(shortest, longest) dependency distance these settings produce: delay + L."""
     return self.min_delay + self.copy_length, self.max_delay + self.copy_length
-
-  @property
-  def chance_accuracy(self) -> float:
-    """Accuracy of guessing a symbol uniformly: 1/K."""
-    return 1.0 / self.num_symbols
 
   def at_distance(self, distance: int) -> CopySettings:
     """These settings with every dependency at `distance` (delay = distance - L).
@@ -87,9 +70,9 @@ class CopySettings:
     Raises:
       ValueError: distance <= L (the copy task's distances are delay + L).
     """
-    if isinstance(distance, bool) or not isinstance(distance, int) or distance <= self.copy_length:
-      raise ValueError(f"distance {distance!r}: the copy task's distances are delay + L, so "
-                       f"they must be integers > L = {self.copy_length}.")
+    check_distance(distance, self.copy_length + 1,
+                   f"the copy task's distances are delay + L, so they must be integers > L = "
+                   f"{self.copy_length}.")
     delay = distance - self.copy_length
     return dataclasses.replace(self, min_delay=delay, max_delay=delay)
 
@@ -98,53 +81,47 @@ class CopySettings:
     return {"memoryless_baseline_loss": memoryless_baseline(self)}
 
   def make_batch(self, key: jax.Array, batch_size: int) -> Batch:
-    """`make_batch(key, self, batch_size)`."""
-    return make_batch(key, self, batch_size)
+    """Draws a batch of copy-memory examples.
 
+    Pure and jittable with `self` and `batch_size` static (see `tasks.make_batch`).
 
-def make_batch(key: jax.Array, settings: CopySettings, batch_size: int) -> Batch:
-  """Draws a batch of copy-memory examples.
+    Returns:
+      Batch with [B, T] inputs/targets/weights/loss_weights/distance (T = seq_len): weights 1
+      exactly at the L recall positions, distance T_b + L there (T_b the example's delay),
+      loss_weights 1 at every unpadded position, attractors None.
+    """
+    num_steps = self.seq_len
+    length = self.copy_length
+    key_symbols, key_delay = jax.random.split(key)
+    symbols_BxL = draw_symbols(key_symbols, batch_size, length, self.num_symbols)
+    delay_B = jax.random.randint(
+        key_delay, (batch_size,), self.min_delay, self.max_delay + 1, dtype=jnp.int32)
 
-  Pure and jittable with `settings` and `batch_size` static (see `tasks.make_batch`).
+    t_1xT = jnp.arange(num_steps, dtype=jnp.int32)[None, :]
+    delimiter_pos_Bx1 = (length + delay_B - 1)[:, None]
+    recall_start_Bx1 = (delay_B + length)[:, None]
+    end_Bx1 = (delay_B + 2 * length)[:, None]
 
-  Returns:
-    Batch with [B, T] inputs/targets/weights/loss_weights/distance (T = settings.seq_len):
-    weights 1 exactly at the L recall positions, distance T_b + L there (T_b the example's
-    delay), loss_weights 1 at every unpadded position, attractors None.
-  """
-  num_steps = settings.seq_len
-  length = settings.copy_length
-  key_symbols, key_delay = jax.random.split(key)
-  symbols_BxL = jax.random.randint(
-      key_symbols, (batch_size, length), 1, settings.num_symbols + 1, dtype=jnp.int32)
-  delay_B = jax.random.randint(
-      key_delay, (batch_size,), settings.min_delay, settings.max_delay + 1, dtype=jnp.int32)
+    symbols_at_input_BxT = jnp.pad(symbols_BxL, ((0, 0), (0, num_steps - length)))
+    inputs_BxT = jnp.where(t_1xT == delimiter_pos_Bx1, self.delimiter, symbols_at_input_BxT)
 
-  t_1xT = jnp.arange(num_steps, dtype=jnp.int32)[None, :]
-  delimiter_pos_Bx1 = (length + delay_B - 1)[:, None]
-  recall_start_Bx1 = (delay_B + length)[:, None]
-  end_Bx1 = (delay_B + 2 * length)[:, None]
+    is_recall_BxT = (t_1xT >= recall_start_Bx1) & (t_1xT < end_Bx1)
+    # Index of the symbol recalled at each position; clipped where it is not a recall
+    # position so the gather stays in bounds, then masked to blank.
+    source_BxT = jnp.clip(t_1xT - recall_start_Bx1, 0, length - 1)
+    recalled_BxT = jnp.take_along_axis(symbols_BxL, source_BxT, axis=1)
+    targets_BxT = jnp.where(is_recall_BxT, recalled_BxT, BLANK)
 
-  symbols_at_input_BxT = jnp.pad(symbols_BxL, ((0, 0), (0, num_steps - length)))
-  inputs_BxT = jnp.where(t_1xT == delimiter_pos_Bx1, settings.delimiter, symbols_at_input_BxT)
-
-  is_recall_BxT = (t_1xT >= recall_start_Bx1) & (t_1xT < end_Bx1)
-  # Index of the symbol recalled at each position; clipped where it is not a recall position
-  # so the gather stays in bounds, then masked to blank.
-  source_BxT = jnp.clip(t_1xT - recall_start_Bx1, 0, length - 1)
-  recalled_BxT = jnp.take_along_axis(symbols_BxL, source_BxT, axis=1)
-  targets_BxT = jnp.where(is_recall_BxT, recalled_BxT, BLANK)
-
-  weights_BxT = is_recall_BxT.astype(jnp.float32)
-  loss_weights_BxT = (t_1xT < end_Bx1).astype(jnp.float32)
-  distance_BxT = jnp.where(is_recall_BxT, recall_start_Bx1, 0).astype(jnp.int32)
-  return Batch(
-      inputs=inputs_BxT.astype(jnp.int32),
-      targets=targets_BxT.astype(jnp.int32),
-      weights=weights_BxT,
-      loss_weights=loss_weights_BxT,
-      distance=distance_BxT,
-      attractors=None)
+    weights_BxT = is_recall_BxT.astype(jnp.float32)
+    loss_weights_BxT = (t_1xT < end_Bx1).astype(jnp.float32)
+    distance_BxT = jnp.where(is_recall_BxT, recall_start_Bx1, 0).astype(jnp.int32)
+    return Batch(
+        inputs=inputs_BxT.astype(jnp.int32),
+        targets=targets_BxT.astype(jnp.int32),
+        weights=weights_BxT,
+        loss_weights=loss_weights_BxT,
+        distance=distance_BxT,
+        attractors=None)
 
 
 def memoryless_baseline(settings: CopySettings) -> float:

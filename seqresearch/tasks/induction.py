@@ -32,13 +32,15 @@ import math
 import jax
 import jax.numpy as jnp
 
-from seqresearch.tasks.base import Batch, check_int, distinct_indices
+from seqresearch.tasks.base import (Batch, LongestTrainedDistance, SymbolAlphabet,
+                                    check_at_least, check_distance, check_fixed_distance,
+                                    check_int, distance_range, distinct_indices)
 
 BLANK = 0
 
 
 @dataclasses.dataclass(frozen=True)
-class InductionSettings:
+class InductionSettings(SymbolAlphabet, LongestTrainedDistance):
   """Settings of the induction-heads task (frozen, so usable as a static jit argument).
 
   Attributes:
@@ -46,6 +48,10 @@ class InductionSettings:
     length: L, tokens per example including both triggers (>= 3).
     fixed_distance: 0 (random trigger position), or d in [1, L - 2]: the target symbol
       exactly d steps before the end. 0 means off, as in `optimizer.grad_clip_norm`.
+
+  `vocab_size` (A + 2: BLANK, A symbols, TRIGGER) and `chance_accuracy` (1/A: a uniform guess
+  among the symbols) come from `SymbolAlphabet`; `max_distance` (L - 2, or fixed_distance)
+  from `LongestTrainedDistance`.
   """
 
   num_symbols: int = 16
@@ -53,45 +59,21 @@ class InductionSettings:
   fixed_distance: int = 0
 
   def __post_init__(self) -> None:
-    check_int("num_symbols", self.num_symbols, 2, ">= 2")
+    check_at_least(self, num_symbols=2)
     check_int("length", self.length, 3, ">= 3 (trigger, target, trigger)")
-    check_int("fixed_distance", self.fixed_distance, 0,
-              f"in [1, task.length - 2] = [1, {self.length - 2}], or 0 (off)")
-    if self.fixed_distance > self.length - 2:
-      raise ValueError(
-          f"task.fixed_distance={self.fixed_distance}: the first trigger would fall before the "
-          f"sequence; must be in [1, task.length - 2] = [1, {self.length - 2}], or 0 (off), "
-          f"or raise task.length to >= {self.fixed_distance + 2}.")
+    check_fixed_distance(self.fixed_distance, 1, self.length - 2, "[1, task.length - 2]",
+                         "the first trigger would fall before the sequence (or raise "
+                         "task.length to >= fixed_distance + 2)")
 
-  @property
-  def trigger(self) -> int:
-    """Token id of the trigger."""
-    return self.num_symbols + 1
-
-  @property
-  def vocab_size(self) -> int:
-    """BLANK, A symbols, TRIGGER."""
-    return self.num_symbols + 2
+  trigger = SymbolAlphabet.control_token  # the token before the target and at the end
 
   @property
   def seq_len(self) -> int:
     return self.length
 
   @property
-  def max_distance(self) -> int:
-    """L - 2 (random trigger position) or fixed_distance."""
-    return self.fixed_distance or self.length - 2
-
-  @property
   def trained_distances(self) -> tuple[int, int]:
-    if self.fixed_distance:
-      return self.fixed_distance, self.fixed_distance
-    return 1, self.length - 2
-
-  @property
-  def chance_accuracy(self) -> float:
-    """1/A: a uniform guess among the symbols."""
-    return 1.0 / self.num_symbols
+    return distance_range(self.fixed_distance, 1, self.length - 2)
 
   def at_distance(self, distance: int) -> InductionSettings:
     """These settings with the target exactly `distance` steps before the end.
@@ -101,8 +83,7 @@ class InductionSettings:
     Raises:
       ValueError: distance < 1.
     """
-    if isinstance(distance, bool) or not isinstance(distance, int) or distance < 1:
-      raise ValueError(f"distance {distance!r}: induction distances are integers >= 1.")
+    check_distance(distance, 1, "induction distances are integers >= 1.")
     return dataclasses.replace(self, fixed_distance=distance,
                                length=max(self.length, distance + 2))
 
@@ -116,44 +97,39 @@ class InductionSettings:
     return {"memoryless_baseline_loss": math.log(self.num_symbols)}
 
   def make_batch(self, key: jax.Array, batch_size: int) -> Batch:
-    """`make_batch(key, self, batch_size)`."""
-    return make_batch(key, self, batch_size)
+    """Draws a batch of induction-heads examples.
 
+    Pure and jittable with `self` and `batch_size` static (see `tasks.make_batch`).
 
-def make_batch(key: jax.Array, settings: InductionSettings, batch_size: int) -> Batch:
-  """Draws a batch of induction-heads examples.
+    Returns:
+      Batch with [B, L] fields: weights = loss_weights = 1 exactly at the last position,
+      targets there the symbol after the first trigger (BLANK elsewhere), distance there
+      L - 2 - p (0 elsewhere), attractors None.
+    """
+    num_steps, a = self.length, self.num_symbols
+    n = num_steps - 2
+    key_order, key_labels, key_trigger = jax.random.split(key, 3)
+    # Balanced symbols: a random permutation of 0..N-1 taken mod A has every residue
+    # floor(N/A) or ceil(N/A) times; a random relabelling decides which symbols get the extra.
+    residues_BxN = distinct_indices(key_order, batch_size, n, n) % a
+    labels_BxA = 1 + distinct_indices(key_labels, batch_size, a, a)
+    symbols_BxN = jnp.take_along_axis(labels_BxA, residues_BxN, axis=1)
+    if self.fixed_distance:
+      trigger_B = jnp.full((batch_size,), n - self.fixed_distance, jnp.int32)
+    else:
+      trigger_B = jax.random.randint(key_trigger, (batch_size,), 0, n, jnp.int32)
 
-  Pure and jittable with `settings` and `batch_size` static (see `tasks.make_batch`).
-
-  Returns:
-    Batch with [B, L] fields: weights = loss_weights = 1 exactly at the last position,
-    targets there the symbol after the first trigger (BLANK elsewhere), distance there
-    L - 2 - p (0 elsewhere), attractors None.
-  """
-  num_steps, a = settings.length, settings.num_symbols
-  n = num_steps - 2
-  key_order, key_labels, key_trigger = jax.random.split(key, 3)
-  # Balanced symbols: a random permutation of 0..N-1 taken mod A has every residue
-  # floor(N/A) or ceil(N/A) times; a random relabelling decides which symbols get the extra.
-  residues_BxN = distinct_indices(key_order, batch_size, n, n) % a
-  labels_BxA = 1 + distinct_indices(key_labels, batch_size, a, a)
-  symbols_BxN = jnp.take_along_axis(labels_BxA, residues_BxN, axis=1)
-  if settings.fixed_distance:
-    trigger_B = jnp.full((batch_size,), n - settings.fixed_distance, jnp.int32)
-  else:
-    trigger_B = jax.random.randint(key_trigger, (batch_size,), 0, n, jnp.int32)
-
-  t_1xT = jnp.arange(num_steps, dtype=jnp.int32)[None, :]
-  trigger_Bx1 = trigger_B[:, None]
-  # Slot of position t in the symbol sequence: t before the trigger, t - 1 after it.
-  slot_BxT = jnp.clip(t_1xT - (t_1xT > trigger_Bx1), 0, n - 1)
-  is_trigger_BxT = (t_1xT == trigger_Bx1) | (t_1xT == num_steps - 1)
-  inputs_BxT = jnp.where(is_trigger_BxT, settings.trigger,
-                         jnp.take_along_axis(symbols_BxN, slot_BxT, axis=1))
-  target_B = jnp.take_along_axis(symbols_BxN, trigger_Bx1, axis=1)[:, 0]
-  is_last_1xT = t_1xT == num_steps - 1
-  targets_BxT = jnp.where(is_last_1xT, target_B[:, None], BLANK).astype(jnp.int32)
-  weights_BxT = jnp.broadcast_to(is_last_1xT, (batch_size, num_steps)).astype(jnp.float32)
-  distance_BxT = jnp.where(is_last_1xT, (n - trigger_B)[:, None], 0).astype(jnp.int32)
-  return Batch(inputs=inputs_BxT.astype(jnp.int32), targets=targets_BxT, weights=weights_BxT,
-               loss_weights=weights_BxT, distance=distance_BxT, attractors=None)
+    t_1xT = jnp.arange(num_steps, dtype=jnp.int32)[None, :]
+    trigger_Bx1 = trigger_B[:, None]
+    # Slot of position t in the symbol sequence: t before the trigger, t - 1 after it.
+    slot_BxT = jnp.clip(t_1xT - (t_1xT > trigger_Bx1), 0, n - 1)
+    is_trigger_BxT = (t_1xT == trigger_Bx1) | (t_1xT == num_steps - 1)
+    inputs_BxT = jnp.where(is_trigger_BxT, self.trigger,
+                           jnp.take_along_axis(symbols_BxN, slot_BxT, axis=1))
+    target_B = jnp.take_along_axis(symbols_BxN, trigger_Bx1, axis=1)[:, 0]
+    is_last_1xT = t_1xT == num_steps - 1
+    targets_BxT = jnp.where(is_last_1xT, target_B[:, None], BLANK).astype(jnp.int32)
+    weights_BxT = jnp.broadcast_to(is_last_1xT, (batch_size, num_steps)).astype(jnp.float32)
+    distance_BxT = jnp.where(is_last_1xT, (n - trigger_B)[:, None], 0).astype(jnp.int32)
+    return Batch(inputs=inputs_BxT.astype(jnp.int32), targets=targets_BxT, weights=weights_BxT,
+                 loss_weights=weights_BxT, distance=distance_BxT, attractors=None)

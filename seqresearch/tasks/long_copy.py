@@ -29,19 +29,24 @@ import math
 import jax
 import jax.numpy as jnp
 
-from seqresearch.tasks.base import Batch, check_int
+from seqresearch.tasks.base import (Batch, LongestTrainedDistance, SymbolAlphabet,
+                                    check_at_least, check_distance, check_min_max, draw_symbols)
 
 PAD = 0
 
 
 @dataclasses.dataclass(frozen=True)
-class LongCopySettings:
+class LongCopySettings(SymbolAlphabet, LongestTrainedDistance):
   """Settings of the long-string copy task (frozen, so usable as a static jit argument).
 
   Attributes:
     num_symbols: A, the alphabet of the strings (the paper: 26 letters).
     min_length: shortest string L.
     max_length: longest string; L is uniform in [min_length, max_length].
+
+  `vocab_size` (A + 2: PAD, A symbols, SEP) and `chance_accuracy` (1/A per symbol; a whole
+  string: (1/A)^L) come from `SymbolAlphabet`; `max_distance` from `LongestTrainedDistance`
+  (max_length: every symbol is copied L steps after it was read).
   """
 
   num_symbols: int = 26
@@ -49,38 +54,18 @@ class LongCopySettings:
   max_length: int = 32
 
   def __post_init__(self) -> None:
-    check_int("num_symbols", self.num_symbols, 2, ">= 2")
-    check_int("min_length", self.min_length, 1, ">= 1")
-    check_int("max_length", self.max_length, self.min_length,
-              f">= task.min_length={self.min_length}")
+    check_at_least(self, num_symbols=2)
+    check_min_max(self, "min_length", "max_length", 1)
 
-  @property
-  def separator(self) -> int:
-    """Token id of the separator that starts the copy."""
-    return self.num_symbols + 1
-
-  @property
-  def vocab_size(self) -> int:
-    """PAD, A symbols, SEP."""
-    return self.num_symbols + 2
+  separator = SymbolAlphabet.control_token  # the token that starts the copy
 
   @property
   def seq_len(self) -> int:
     return 2 * self.max_length
 
   @property
-  def max_distance(self) -> int:
-    """The longest string: every symbol is copied L steps after it was read."""
-    return self.max_length
-
-  @property
   def trained_distances(self) -> tuple[int, int]:
     return self.min_length, self.max_length
-
-  @property
-  def chance_accuracy(self) -> float:
-    """1/A per symbol (a whole string: (1/A)^L)."""
-    return 1.0 / self.num_symbols
 
   def at_distance(self, distance: int) -> LongCopySettings:
     """These settings with every string of length `distance`.
@@ -88,8 +73,7 @@ class LongCopySettings:
     Raises:
       ValueError: distance < 1.
     """
-    if isinstance(distance, bool) or not isinstance(distance, int) or distance < 1:
-      raise ValueError(f"distance {distance!r}: the string length; must be an integer >= 1.")
+    check_distance(distance, 1, "the string length; must be an integer >= 1.")
     return dataclasses.replace(self, min_length=distance, max_length=distance)
 
   def eval_constants(self) -> dict[str, float]:
@@ -97,38 +81,32 @@ class LongCopySettings:
     return {"memoryless_baseline_loss": math.log(self.num_symbols)}
 
   def make_batch(self, key: jax.Array, batch_size: int) -> Batch:
-    """`make_batch(key, self, batch_size)`."""
-    return make_batch(key, self, batch_size)
+    """Draws a batch of long-string copy examples.
 
+    Pure and jittable with `self` and `batch_size` static (see `tasks.make_batch`).
 
-def make_batch(key: jax.Array, settings: LongCopySettings, batch_size: int) -> Batch:
-  """Draws a batch of long-string copy examples.
+    Returns:
+      Batch with [B, 2M] fields: weights = loss_weights = 1 exactly at the L_b copy positions
+      L_b .. 2L_b - 1, targets there s_1 .. s_L, distance there L_b, attractors None.
+    """
+    m = self.max_length
+    key_string, key_length = jax.random.split(key)
+    string_BxM = draw_symbols(key_string, batch_size, m, self.num_symbols)
+    length_Bx1 = jax.random.randint(key_length, (batch_size, 1), self.min_length,
+                                    self.max_length + 1, jnp.int32)
+    t_BxT = jnp.broadcast_to(jnp.arange(2 * m, dtype=jnp.int32), (batch_size, 2 * m))
+    is_copy_BxT = (t_BxT >= length_Bx1) & (t_BxT < 2 * length_Bx1)
 
-  Pure and jittable with `settings` and `batch_size` static (see `tasks.make_batch`).
+    def symbol_at(index_BxT):
+      return jnp.take_along_axis(string_BxM, jnp.clip(index_BxT, 0, m - 1), axis=1)
 
-  Returns:
-    Batch with [B, 2M] fields: weights = loss_weights = 1 exactly at the L_b copy positions
-    L_b .. 2L_b - 1, targets there s_1 .. s_L, distance there L_b, attractors None.
-  """
-  m = settings.max_length
-  key_string, key_length = jax.random.split(key)
-  string_BxM = jax.random.randint(key_string, (batch_size, m), 1, settings.num_symbols + 1,
-                                  jnp.int32)
-  length_Bx1 = jax.random.randint(key_length, (batch_size, 1), settings.min_length,
-                                  settings.max_length + 1, jnp.int32)
-  t_BxT = jnp.broadcast_to(jnp.arange(2 * m, dtype=jnp.int32), (batch_size, 2 * m))
-  is_copy_BxT = (t_BxT >= length_Bx1) & (t_BxT < 2 * length_Bx1)
-
-  def symbol_at(index_BxT):
-    return jnp.take_along_axis(string_BxM, jnp.clip(index_BxT, 0, m - 1), axis=1)
-
-  inputs_BxT = jnp.where(t_BxT < length_Bx1, symbol_at(t_BxT), PAD)
-  inputs_BxT = jnp.where(t_BxT == length_Bx1, settings.separator, inputs_BxT)
-  inputs_BxT = jnp.where(is_copy_BxT & (t_BxT > length_Bx1),
-                         symbol_at(t_BxT - length_Bx1 - 1), inputs_BxT)
-  targets_BxT = jnp.where(is_copy_BxT, symbol_at(t_BxT - length_Bx1), PAD)
-  weights_BxT = is_copy_BxT.astype(jnp.float32)
-  distance_BxT = jnp.where(is_copy_BxT, length_Bx1, 0)
-  return Batch(inputs=inputs_BxT.astype(jnp.int32), targets=targets_BxT.astype(jnp.int32),
-               weights=weights_BxT, loss_weights=weights_BxT,
-               distance=distance_BxT.astype(jnp.int32), attractors=None)
+    inputs_BxT = jnp.where(t_BxT < length_Bx1, symbol_at(t_BxT), PAD)
+    inputs_BxT = jnp.where(t_BxT == length_Bx1, self.separator, inputs_BxT)
+    inputs_BxT = jnp.where(is_copy_BxT & (t_BxT > length_Bx1),
+                           symbol_at(t_BxT - length_Bx1 - 1), inputs_BxT)
+    targets_BxT = jnp.where(is_copy_BxT, symbol_at(t_BxT - length_Bx1), PAD)
+    weights_BxT = is_copy_BxT.astype(jnp.float32)
+    distance_BxT = jnp.where(is_copy_BxT, length_Bx1, 0)
+    return Batch(inputs=inputs_BxT.astype(jnp.int32), targets=targets_BxT.astype(jnp.int32),
+                 weights=weights_BxT, loss_weights=weights_BxT,
+                 distance=distance_BxT.astype(jnp.int32), attractors=None)

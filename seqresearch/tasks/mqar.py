@@ -33,13 +33,15 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from seqresearch.tasks.base import Batch, check_int, distinct_indices
+from seqresearch.tasks.base import (Batch, LongestTrainedDistance, check_at_least,
+                                    check_distance, check_fixed_distance, check_int,
+                                    distance_range, distinct_indices)
 
 BLANK = 0
 
 
 @dataclasses.dataclass(frozen=True)
-class MQARSettings:
+class MQARSettings(LongestTrainedDistance):
   """Settings of the MQAR task (frozen, so usable as a static jit argument).
 
   Attributes:
@@ -52,6 +54,8 @@ class MQARSettings:
     fixed_distance: 0 (queries at random positions), or d: every query exactly d steps
       after its value; needs 2K - 1 <= d <= length - 2K. (0 means off, as in
       `optimizer.grad_clip_norm`, so the config field is a plain int.)
+
+  `max_distance` (length - 2, or fixed_distance) comes from `LongestTrainedDistance`.
   """
 
   num_pairs: int = 8
@@ -62,7 +66,7 @@ class MQARSettings:
   fixed_distance: int = 0
 
   def __post_init__(self) -> None:
-    check_int("num_pairs", self.num_pairs, 1, ">= 1")
+    check_at_least(self, num_pairs=1)
     k = self.num_pairs
     check_int("length", self.length, 3 * k,
               f">= 3 * task.num_pairs = {3 * k} (2K context tokens and one query per key)")
@@ -71,19 +75,11 @@ class MQARSettings:
     check_int("num_values", self.num_values, k,
               f">= task.num_pairs = {k} (values are distinct within an example)")
     check_int("num_fillers", self.num_fillers, 0, ">= 0")
-    check_int("fixed_distance", self.fixed_distance, 0,
-              f">= 2 * task.num_pairs - 1 = {2 * k - 1} (the first query must come after "
-              "the context), or 0 (off: random query positions)")
-    if 0 < self.fixed_distance < 2 * k - 1:
-      raise ValueError(
-          f"task.fixed_distance={self.fixed_distance}: the first query would fall inside the "
-          f"context; must be >= 2 * task.num_pairs - 1 = {2 * k - 1}, or 0 (off: random "
-          "query positions).")
-    if self.fixed_distance > self.length - 2 * k:
-      raise ValueError(
-          f"task.fixed_distance={self.fixed_distance}: the last query would fall past the end "
-          f"of task.length={self.length}; must be <= length - 2 * num_pairs = "
-          f"{self.length - 2 * k} (or raise task.length to >= {self.fixed_distance + 2 * k}).")
+    check_fixed_distance(
+        self.fixed_distance, 2 * k - 1, self.length - 2 * k,
+        "[2 * task.num_pairs - 1, task.length - 2 * task.num_pairs]",
+        "the queries must lie between the 2K-token context and the end of task.length (or "
+        "raise task.length to >= fixed_distance + 2 * num_pairs)")
 
   @property
   def key_start(self) -> int:
@@ -106,19 +102,14 @@ class MQARSettings:
     return 1 + self.num_keys + self.num_values + self.num_fillers
 
   @property
+  def trained_distances(self) -> tuple[int, int]:
+    """(1, length - 2) with random queries (the last pair queried right after the context,
+    the first at the end), or (d, d) with fixed_distance = d."""
+    return distance_range(self.fixed_distance, 1, self.length - 2)
+
+  @property
   def seq_len(self) -> int:
     return self.length
-
-  @property
-  def max_distance(self) -> int:
-    """Largest query-to-value distance: length - 2 (random layout) or fixed_distance."""
-    return self.fixed_distance or self.length - 2
-
-  @property
-  def trained_distances(self) -> tuple[int, int]:
-    if not self.fixed_distance:
-      return 1, self.length - 2
-    return self.fixed_distance, self.fixed_distance
 
   @property
   def chance_accuracy(self) -> float:
@@ -136,9 +127,8 @@ class MQARSettings:
       ValueError: distance < 2K - 1 (a query cannot precede the end of the context).
     """
     k = self.num_pairs
-    if isinstance(distance, bool) or not isinstance(distance, int) or distance < 2 * k - 1:
-      raise ValueError(f"distance {distance!r}: MQAR with task.num_pairs={k} puts every query "
-                       f"after the 2K-token context, so distances must be integers >= {2 * k - 1}.")
+    check_distance(distance, 2 * k - 1, f"MQAR with task.num_pairs={k} puts every query after "
+                   f"the 2K-token context, so distances must be integers >= {2 * k - 1}.")
     return dataclasses.replace(self, fixed_distance=distance,
                                length=max(self.length, distance + 2 * k))
 
@@ -148,45 +138,40 @@ class MQARSettings:
             "chance_accuracy_any_value": 1.0 / self.num_values}
 
   def make_batch(self, key: jax.Array, batch_size: int) -> Batch:
-    """`make_batch(key, self, batch_size)`."""
-    return make_batch(key, self, batch_size)
+    """Draws a batch of MQAR examples.
 
+    Pure and jittable with `self` and `batch_size` static (see `tasks.make_batch`).
 
-def make_batch(key: jax.Array, settings: MQARSettings, batch_size: int) -> Batch:
-  """Draws a batch of MQAR examples.
+    Returns:
+      Batch with [B, T] fields: weights = loss_weights = 1 exactly at the K query positions,
+      targets there the queried key's value (BLANK elsewhere), distance there q_i - (2i + 1)
+      (0 elsewhere), attractors None.
+    """
+    k, num_steps = self.num_pairs, self.length
+    key_keys, key_values, key_queries, key_fillers = jax.random.split(key, 4)
+    keys_BxK = self.key_start + distinct_indices(key_keys, batch_size, self.num_keys, k)
+    values_BxK = self.value_start + distinct_indices(
+        key_values, batch_size, self.num_values, k)
+    if not self.fixed_distance:
+      query_pos_BxK = 2 * k + distinct_indices(key_queries, batch_size, num_steps - 2 * k, k)
+    else:
+      query_pos_BxK = jnp.broadcast_to(
+          2 * jnp.arange(k, dtype=jnp.int32) + 1 + self.fixed_distance, (batch_size, k))
 
-  Pure and jittable with `settings` and `batch_size` static (see `tasks.make_batch`).
+    if self.num_fillers:
+      inputs_BxT = jax.random.randint(key_fillers, (batch_size, num_steps), self.filler_start,
+                                      self.filler_start + self.num_fillers, jnp.int32)
+    else:
+      inputs_BxT = jnp.full((batch_size, num_steps), BLANK, jnp.int32)
+    rows_Bx1 = jnp.arange(batch_size)[:, None]
+    pair_pos_1xK = 2 * jnp.arange(k, dtype=jnp.int32)[None, :]
+    inputs_BxT = inputs_BxT.at[rows_Bx1, pair_pos_1xK].set(keys_BxK)
+    inputs_BxT = inputs_BxT.at[rows_Bx1, pair_pos_1xK + 1].set(values_BxK)
+    inputs_BxT = inputs_BxT.at[rows_Bx1, query_pos_BxK].set(keys_BxK)
 
-  Returns:
-    Batch with [B, T] fields: weights = loss_weights = 1 exactly at the K query positions,
-    targets there the queried key's value (BLANK elsewhere), distance there q_i - (2i + 1)
-    (0 elsewhere), attractors None.
-  """
-  k, num_steps = settings.num_pairs, settings.length
-  key_keys, key_values, key_queries, key_fillers = jax.random.split(key, 4)
-  keys_BxK = settings.key_start + distinct_indices(key_keys, batch_size, settings.num_keys, k)
-  values_BxK = settings.value_start + distinct_indices(
-      key_values, batch_size, settings.num_values, k)
-  if not settings.fixed_distance:
-    query_pos_BxK = 2 * k + distinct_indices(key_queries, batch_size, num_steps - 2 * k, k)
-  else:
-    query_pos_BxK = jnp.broadcast_to(
-        2 * jnp.arange(k, dtype=jnp.int32) + 1 + settings.fixed_distance, (batch_size, k))
-
-  if settings.num_fillers:
-    inputs_BxT = jax.random.randint(key_fillers, (batch_size, num_steps), settings.filler_start,
-                                    settings.filler_start + settings.num_fillers, jnp.int32)
-  else:
-    inputs_BxT = jnp.full((batch_size, num_steps), BLANK, jnp.int32)
-  rows_Bx1 = jnp.arange(batch_size)[:, None]
-  pair_pos_1xK = 2 * jnp.arange(k, dtype=jnp.int32)[None, :]
-  inputs_BxT = inputs_BxT.at[rows_Bx1, pair_pos_1xK].set(keys_BxK)
-  inputs_BxT = inputs_BxT.at[rows_Bx1, pair_pos_1xK + 1].set(values_BxK)
-  inputs_BxT = inputs_BxT.at[rows_Bx1, query_pos_BxK].set(keys_BxK)
-
-  zeros_BxT = jnp.zeros((batch_size, num_steps), jnp.int32)
-  targets_BxT = zeros_BxT.at[rows_Bx1, query_pos_BxK].set(values_BxK)
-  weights_BxT = zeros_BxT.at[rows_Bx1, query_pos_BxK].set(1).astype(jnp.float32)
-  distance_BxT = zeros_BxT.at[rows_Bx1, query_pos_BxK].set(query_pos_BxK - pair_pos_1xK - 1)
-  return Batch(inputs=inputs_BxT, targets=targets_BxT, weights=weights_BxT,
-               loss_weights=weights_BxT, distance=distance_BxT, attractors=None)
+    zeros_BxT = jnp.zeros((batch_size, num_steps), jnp.int32)
+    targets_BxT = zeros_BxT.at[rows_Bx1, query_pos_BxK].set(values_BxK)
+    weights_BxT = zeros_BxT.at[rows_Bx1, query_pos_BxK].set(1).astype(jnp.float32)
+    distance_BxT = zeros_BxT.at[rows_Bx1, query_pos_BxK].set(query_pos_BxK - pair_pos_1xK - 1)
+    return Batch(inputs=inputs_BxT, targets=targets_BxT, weights=weights_BxT,
+                 loss_weights=weights_BxT, distance=distance_BxT, attractors=None)

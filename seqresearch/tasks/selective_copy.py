@@ -30,13 +30,15 @@ import math
 import jax
 import jax.numpy as jnp
 
-from seqresearch.tasks.base import Batch, check_int, distinct_indices
+from seqresearch.tasks.base import (Batch, LongestTrainedDistance, SymbolAlphabet,
+                                    check_at_least, check_distance, check_fixed_distance,
+                                    check_int, distance_range, distinct_indices, draw_symbols)
 
 NOISE = 0
 
 
 @dataclasses.dataclass(frozen=True)
-class SelectiveCopySettings:
+class SelectiveCopySettings(SymbolAlphabet, LongestTrainedDistance):
   """Settings of the selective copying task (frozen, so usable as a static jit argument).
 
   Attributes:
@@ -46,6 +48,10 @@ class SelectiveCopySettings:
       C + M tokens.
     fixed_distance: 0 (random positions), or d in [M, C]: every output exactly d steps after
       its symbol (the symbols contiguous). 0 means off, as in `optimizer.grad_clip_norm`.
+
+  `vocab_size` (A + 2: NOISE, A symbols, MARKER) and `chance_accuracy` (1/A: a uniform guess
+  among the symbols) come from `SymbolAlphabet`; `max_distance` (C: the first symbol at 0,
+  emitted at C; or fixed_distance) from `LongestTrainedDistance`.
   """
 
   num_symbols: int = 8
@@ -54,48 +60,23 @@ class SelectiveCopySettings:
   fixed_distance: int = 0
 
   def __post_init__(self) -> None:
-    check_int("num_symbols", self.num_symbols, 2, ">= 2")
-    check_int("copy_length", self.copy_length, 1, ">= 1")
+    check_at_least(self, num_symbols=2, copy_length=1)
     m = self.copy_length
     check_int("context_len", self.context_len, m,
               f">= task.copy_length = {m} (every symbol needs its own position)")
-    check_int("fixed_distance", self.fixed_distance, 0,
-              f"in [task.copy_length, task.context_len] = [{m}, {self.context_len}], or 0 (off)")
-    if self.fixed_distance and not m <= self.fixed_distance <= self.context_len:
-      raise ValueError(
-          f"task.fixed_distance={self.fixed_distance}: the symbol block must fit in the "
-          f"context; must be in [task.copy_length, task.context_len] = [{m}, "
-          f"{self.context_len}], or 0 (off: random positions).")
+    check_fixed_distance(self.fixed_distance, m, self.context_len,
+                         "[task.copy_length, task.context_len]",
+                         "the symbol block must fit in the context")
 
-  @property
-  def marker(self) -> int:
-    """Token id of the marker that asks for the next symbol."""
-    return self.num_symbols + 1
-
-  @property
-  def vocab_size(self) -> int:
-    """NOISE, A symbols, MARKER."""
-    return self.num_symbols + 2
+  marker = SymbolAlphabet.control_token  # the token that asks for the next symbol
 
   @property
   def seq_len(self) -> int:
     return self.context_len + self.copy_length
 
   @property
-  def max_distance(self) -> int:
-    """C (random positions: the first symbol at 0, emitted at C) or fixed_distance."""
-    return self.fixed_distance or self.context_len
-
-  @property
   def trained_distances(self) -> tuple[int, int]:
-    if self.fixed_distance:
-      return self.fixed_distance, self.fixed_distance
-    return self.copy_length, self.context_len
-
-  @property
-  def chance_accuracy(self) -> float:
-    """1/A: a uniform guess among the symbols."""
-    return 1.0 / self.num_symbols
+    return distance_range(self.fixed_distance, self.copy_length, self.context_len)
 
   def at_distance(self, distance: int) -> SelectiveCopySettings:
     """These settings with every output exactly `distance` steps after its symbol.
@@ -106,9 +87,8 @@ class SelectiveCopySettings:
       ValueError: distance < M (the M outputs follow the context).
     """
     m = self.copy_length
-    if isinstance(distance, bool) or not isinstance(distance, int) or distance < m:
-      raise ValueError(f"distance {distance!r}: selective copying with task.copy_length={m} "
-                       f"emits after the context, so distances must be integers >= {m}.")
+    check_distance(distance, m, f"selective copying with task.copy_length={m} emits after the "
+                   f"context, so distances must be integers >= {m}.")
     return dataclasses.replace(self, fixed_distance=distance,
                                context_len=max(self.context_len, distance))
 
@@ -117,38 +97,34 @@ class SelectiveCopySettings:
     return {"memoryless_baseline_loss": math.log(self.num_symbols)}
 
   def make_batch(self, key: jax.Array, batch_size: int) -> Batch:
-    """`make_batch(key, self, batch_size)`."""
-    return make_batch(key, self, batch_size)
+    """Draws a batch of selective-copying examples.
 
+    Pure and jittable with `self` and `batch_size` static (see `tasks.make_batch`).
 
-def make_batch(key: jax.Array, settings: SelectiveCopySettings, batch_size: int) -> Batch:
-  """Draws a batch of selective-copying examples.
+    Returns:
+      Batch with [B, C + M] fields: weights = loss_weights = 1 exactly at the M marker
+      positions, targets there the symbols in order, distance there C + j - 1 - p_j,
+      attractors None.
+    """
+    m, c = self.copy_length, self.context_len
+    key_symbols, key_positions = jax.random.split(key)
+    symbols_BxM = draw_symbols(key_symbols, batch_size, m, self.num_symbols)
+    if self.fixed_distance:
+      positions_BxM = jnp.broadcast_to(
+          c - self.fixed_distance + jnp.arange(m, dtype=jnp.int32), (batch_size, m))
+    else:
+      positions_BxM = jnp.sort(distinct_indices(key_positions, batch_size, c, m), axis=1)
 
-  Pure and jittable with `settings` and `batch_size` static (see `tasks.make_batch`).
-
-  Returns:
-    Batch with [B, C + M] fields: weights = loss_weights = 1 exactly at the M marker
-    positions, targets there the symbols in order, distance there C + j - 1 - p_j,
-    attractors None.
-  """
-  m, c = settings.copy_length, settings.context_len
-  key_symbols, key_positions = jax.random.split(key)
-  symbols_BxM = jax.random.randint(key_symbols, (batch_size, m), 1, settings.num_symbols + 1,
-                                   jnp.int32)
-  if settings.fixed_distance:
-    positions_BxM = jnp.broadcast_to(
-        c - settings.fixed_distance + jnp.arange(m, dtype=jnp.int32), (batch_size, m))
-  else:
-    positions_BxM = jnp.sort(distinct_indices(key_positions, batch_size, c, m), axis=1)
-
-  rows_Bx1 = jnp.arange(batch_size)[:, None]
-  context_BxC = jnp.zeros((batch_size, c), jnp.int32).at[rows_Bx1, positions_BxM].set(symbols_BxM)
-  inputs_BxT = jnp.concatenate(
-      [context_BxC, jnp.full((batch_size, m), settings.marker, jnp.int32)], axis=1)
-  targets_BxT = jnp.concatenate([jnp.zeros((batch_size, c), jnp.int32), symbols_BxM], axis=1)
-  is_output_1xT = (jnp.arange(c + m) >= c)[None, :]
-  weights_BxT = jnp.broadcast_to(is_output_1xT, (batch_size, c + m)).astype(jnp.float32)
-  distance_BxM = c + jnp.arange(m, dtype=jnp.int32)[None, :] - positions_BxM
-  distance_BxT = jnp.concatenate([jnp.zeros((batch_size, c), jnp.int32), distance_BxM], axis=1)
-  return Batch(inputs=inputs_BxT, targets=targets_BxT, weights=weights_BxT,
-               loss_weights=weights_BxT, distance=distance_BxT, attractors=None)
+    rows_Bx1 = jnp.arange(batch_size)[:, None]
+    context_BxC = jnp.zeros((batch_size, c), jnp.int32).at[rows_Bx1, positions_BxM].set(
+        symbols_BxM)
+    inputs_BxT = jnp.concatenate(
+        [context_BxC, jnp.full((batch_size, m), self.marker, jnp.int32)], axis=1)
+    targets_BxT = jnp.concatenate([jnp.zeros((batch_size, c), jnp.int32), symbols_BxM], axis=1)
+    is_output_1xT = (jnp.arange(c + m) >= c)[None, :]
+    weights_BxT = jnp.broadcast_to(is_output_1xT, (batch_size, c + m)).astype(jnp.float32)
+    distance_BxM = c + jnp.arange(m, dtype=jnp.int32)[None, :] - positions_BxM
+    distance_BxT = jnp.concatenate([jnp.zeros((batch_size, c), jnp.int32), distance_BxM],
+                                   axis=1)
+    return Batch(inputs=inputs_BxT, targets=targets_BxT, weights=weights_BxT,
+                 loss_weights=weights_BxT, distance=distance_BxT, attractors=None)
