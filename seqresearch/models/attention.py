@@ -15,6 +15,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from seqresearch.models.positional import alibi_bias, alibi_slopes, apply_rope
+
 # Finite and with head-room so that subtracting the row max inside softmax cannot overflow;
 # exp() of it underflows to exactly 0, so masked positions get exactly zero weight and exactly
 # zero gradient.
@@ -66,8 +68,9 @@ def padding_mask(valid_BxS: jax.Array, num_queries: int | None = None) -> jax.Ar
 
 
 def dot_product_attention_head(q_TxK: jax.Array, k_SxK: jax.Array, v_SxK: jax.Array,
-                               mask_TxS: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
-  """One head: softmax(q k^T / sqrt(K)) v, with logits and softmax in float32.
+                               mask_TxS: jax.Array | None = None,
+                               bias_TxS: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+  """One head: softmax(q k^T / sqrt(K) + bias) v, with logits and softmax in float32.
 
   The two matmuls take q, k, v in their own dtype (the compute dtype: bfloat16 or float32) and
   accumulate in float32; the weights are cast to v's dtype for the second one.
@@ -75,6 +78,7 @@ def dot_product_attention_head(q_TxK: jax.Array, k_SxK: jax.Array, v_SxK: jax.Ar
   Args:
     q_TxK, k_SxK, v_SxK: queries, keys, values of one head of one example.
     mask_TxS: bool, True where attention is allowed; None allows everything.
+    bias_TxS: float32 added to the scaled logits (ALiBi's -m * (t - s)); None adds nothing.
 
   Returns:
     (out_TxK in v's dtype, w_TxS float32 attention weights): rows sum to 1, except rows
@@ -82,31 +86,37 @@ def dot_product_attention_head(q_TxK: jax.Array, k_SxK: jax.Array, v_SxK: jax.Ar
   """
   scale = 1.0 / math.sqrt(q_TxK.shape[-1])
   logits_TxS = jnp.matmul(q_TxK, k_SxK.T, preferred_element_type=jnp.float32) * scale
+  if bias_TxS is not None:
+    logits_TxS = logits_TxS + bias_TxS
   w_TxS = masked_softmax(logits_TxS, mask_TxS)
   out_TxK = jnp.matmul(w_TxS.astype(v_SxK.dtype), v_SxK, preferred_element_type=jnp.float32)
   return out_TxK.astype(v_SxK.dtype), w_TxS
 
 
 def multi_head_attention(q_BxTxHxK: jax.Array, k_BxSxHxK: jax.Array, v_BxSxHxK: jax.Array,
-                         mask: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+                         mask: jax.Array | None = None, bias_HxTxS: jax.Array | None = None
+                         ) -> tuple[jax.Array, jax.Array]:
   """The single head vmapped over heads H, then over batch B (layout as jax.nn's BTNH).
 
   Args:
     q_BxTxHxK, k_BxSxHxK, v_BxSxHxK: per-head queries, keys, values.
     mask: None, mask_TxS shared by the batch, or mask_BxTxS per example; shared by heads.
+    bias_HxTxS: None, or a per-head float32 bias of the logits shared by the batch.
 
   Returns:
     (out_BxTxHxK, w_BxHxTxS).
   """
-  # Per example: heads sit on axis 1 of q_TxHxK; the mask is the same for every head.
-  per_example = jax.vmap(dot_product_attention_head, in_axes=(1, 1, 1, None),
+  # Per example: heads sit on axis 1 of q_TxHxK (axis 0 of the bias); one mask for all heads.
+  per_example = jax.vmap(dot_product_attention_head,
+                         in_axes=(1, 1, 1, None, None if bias_HxTxS is None else 0),
                          out_axes=(1, 0))
   mask_axis = 0 if (mask is not None and mask.ndim == 3) else None
-  batched = jax.vmap(per_example, in_axes=(0, 0, 0, mask_axis), out_axes=(0, 0))
-  return batched(q_BxTxHxK, k_BxSxHxK, v_BxSxHxK, mask)
+  batched = jax.vmap(per_example, in_axes=(0, 0, 0, mask_axis, None), out_axes=(0, 0))
+  return batched(q_BxTxHxK, k_BxSxHxK, v_BxSxHxK, mask, bias_HxTxS)
 
 
 ATTENTION_IMPLEMENTATIONS = ("vmap", "chunked", "xla", "cudnn", "blocked")
+RELATIVE_ENCODINGS = ("none", "rope", "alibi")  # what MultiHeadAttention applies itself
 
 
 def _causal_chunks(length: int) -> int:
@@ -117,14 +127,16 @@ def _causal_chunks(length: int) -> int:
 
 def chunked_causal_attention(q_BxTxHxK: jax.Array, k_BxTxHxK: jax.Array,
                              v_BxTxHxK: jax.Array, num_chunks: int,
-                             mask: jax.Array | None = None) -> jax.Array:
+                             mask: jax.Array | None = None,
+                             alibi_slopes_H: jax.Array | None = None) -> jax.Array:
   """Causal self-attention computed per query chunk against its key prefix only.
 
   Same value as `multi_head_attention` with `causal_mask(T) & mask`: chunk [lo, hi) of the
   queries attends to keys [0, hi), so the keys after the chunk (masked anyway) are never
   touched. This skips about half of the T x T work and memory, and keeps each chunk's
   logits small. `mask` (None, mask_TxT or mask_BxTxT) further restricts the keys; a query
-  left with none outputs zero.
+  left with none outputs zero. `alibi_slopes_H` (None: no bias) adds ALiBi's -m_h * (t - s)
+  to head h's logits, formed per chunk (C x prefix), never T x T.
 
   Returns:
     out_BxTxHxK in v's dtype.
@@ -148,6 +160,9 @@ def chunked_causal_attention(q_BxTxHxK: jax.Array, k_BxTxHxK: jax.Array,
     v_prefix = jnp.concatenate(v_blocks[:i + 1], axis=2) if i else v_blocks[0]
     logits_BxHxCxS = jnp.einsum("bhck,bhsk->bhcs", q_blocks[i], k_prefix,
                                 preferred_element_type=jnp.float32)
+    if alibi_slopes_H is not None:
+      logits_BxHxCxS = logits_BxHxCxS + alibi_bias(alibi_slopes_H, lo + jnp.arange(c),
+                                                   jnp.arange(hi))[None]
     allowed = (lo + jnp.arange(c))[:, None] >= jnp.arange(hi)[None, :]  # CxS
     if mask is not None:  # BxCxS (or CxS) -> Bx1xCxS, shared by the heads
       allowed = (allowed & mask[lo:hi, :hi] if mask.ndim == 2
@@ -160,7 +175,8 @@ def chunked_causal_attention(q_BxTxHxK: jax.Array, k_BxTxHxK: jax.Array,
 
 
 def local_causal_attention(q_BxTxHxK: jax.Array, k_BxTxHxK: jax.Array, v_BxTxHxK: jax.Array,
-                           window: int, mask: jax.Array | None = None) -> jax.Array:
+                           window: int, mask: jax.Array | None = None,
+                           alibi_slopes_H: jax.Array | None = None) -> jax.Array:
   """Restricted causal self-attention (Vaswani et al. 2017, Table 1 row 4) in O(T * r) memory.
 
   Query t attends to keys t - r < s <= t (r = `window`), the same value as
@@ -173,6 +189,8 @@ def local_causal_attention(q_BxTxHxK: jax.Array, k_BxTxHxK: jax.Array, v_BxTxHxK
     window: r >= 1.
     mask: None, mask_TxT or mask_BxTxT further restricting the keys (gathered per block,
       O(T * r)); a query left with no key outputs zero.
+    alibi_slopes_H: None, or ALiBi's head slopes: -m_h * (t - s) is added to head h's
+      logits (formed per block, O(T * r)).
 
   Returns:
     out_BxTxHxK in v's dtype.
@@ -197,6 +215,9 @@ def local_causal_attention(q_BxTxHxK: jax.Array, k_BxTxHxK: jax.Array, v_BxTxHxK
   s_Nx2R = jnp.arange(nb)[:, None] * r - r + jnp.arange(2 * r)[None, :]  # key positions
   diff_NxRx2R = t_NxR[:, :, None] - s_Nx2R[:, None, :]
   allowed = (diff_NxRx2R >= 0) & (diff_NxRx2R < r) & (s_Nx2R[:, None, :] >= 0)
+  if alibi_slopes_H is not None:  # per block: NxHxRx2R
+    bias = jax.vmap(alibi_bias, in_axes=(None, 0, 0))(alibi_slopes_H, t_NxR, s_Nx2R)
+    logits = logits + bias[None]
   allowed = allowed[:, None]  # Nx1xRx2R: shared by the heads
   if mask is not None:
     rows, cols = jnp.minimum(t_NxR, t - 1), jnp.clip(s_Nx2R, 0, t - 1)
@@ -221,6 +242,12 @@ class MultiHeadAttention(nnx.Module):
   self-attention); causal must then be True. In every implementation a query whose mask
   leaves no key outputs zero and passes zero gradient.
 
+  `pos_encoding` 'rope' rotates q and k (`positional.apply_rope`) before any implementation
+  sees them; 'alibi' adds `positional.alibi_bias` to the logits in every implementation
+  ('xla' / 'cudnn' through the `bias` argument of `jax.nn.dot_product_attention`); 'none'
+  (any position added to the inputs is the caller's business) adds nothing. Positions are
+  0..T-1; the returned weights include the encoding's effect.
+
   Mixed precision: the parameters are float32; the projections and the two attention matmuls
   run in `dtype` (float32 or bfloat16) with float32 accumulation for the logits; the logits
   and the softmax are float32; the output is in `dtype`.
@@ -228,7 +255,7 @@ class MultiHeadAttention(nnx.Module):
 
   def __init__(self, d_model: int, num_heads: int, *, implementation: str = "vmap",
                window: int | None = None, dtype: jax.typing.DTypeLike = jnp.float32,
-               rngs: nnx.Rngs):
+               pos_encoding: Literal["none", "rope", "alibi"] = "none", rngs: nnx.Rngs):
     if d_model % num_heads:
       raise ValueError(f"num_heads={num_heads} must divide d_model={d_model}.")
     if implementation not in ATTENTION_IMPLEMENTATIONS:
@@ -239,6 +266,12 @@ class MultiHeadAttention(nnx.Module):
     if window is not None and implementation not in ("vmap", "blocked", "xla"):
       raise ValueError(f"implementation={implementation!r} with window={window}: local "
                        "attention runs as 'vmap', 'blocked' or 'xla'.")
+    if pos_encoding not in RELATIVE_ENCODINGS:
+      raise ValueError(f"pos_encoding={pos_encoding!r}: must be one of {RELATIVE_ENCODINGS}.")
+    if pos_encoding == "rope" and (d_model // num_heads) % 2:
+      raise ValueError(f"pos_encoding='rope' needs an even head dim, got "
+                       f"d_model / num_heads = {d_model // num_heads}.")
+    self.pos_encoding = pos_encoding
     self.num_heads = num_heads
     self.head_dim = d_model // num_heads
     self.implementation = implementation
@@ -290,20 +323,28 @@ class MultiHeadAttention(nnx.Module):
     if impl == "vmap":
       qkv_BxTx3xHxK = self.qkv_proj(x_BxTxD).reshape(b, t, 3, self.num_heads, self.head_dim)
       q_BxTxHxK, k_BxTxHxK, v_BxTxHxK = (qkv_BxTx3xHxK[:, :, i] for i in range(3))
+    else:
+      q_BxTxHxK, k_BxTxHxK, v_BxTxHxK = self._project(x_BxTxD)
+    positions_T = jnp.arange(t)
+    if self.pos_encoding == "rope":
+      q_BxTxHxK, k_BxTxHxK = (apply_rope(a, positions_T) for a in (q_BxTxHxK, k_BxTxHxK))
+    slopes_H = jnp.asarray(alibi_slopes(self.num_heads)) if self.pos_encoding == "alibi" else None
+    if impl == "vmap":
       if causal:
         band = causal_mask(t, self.window)
         mask = band if mask is None else mask & (band if mask.ndim == 2 else band[None])
-      out_BxTxHxK, w_BxHxTxT = multi_head_attention(q_BxTxHxK, k_BxTxHxK, v_BxTxHxK, mask)
+      bias_HxTxT = None if slopes_H is None else alibi_bias(slopes_H, positions_T, positions_T)
+      out_BxTxHxK, w_BxHxTxT = multi_head_attention(q_BxTxHxK, k_BxTxHxK, v_BxTxHxK, mask,
+                                                    bias_HxTxT)
+    elif impl == "chunked":
+      out_BxTxHxK = chunked_causal_attention(q_BxTxHxK, k_BxTxHxK, v_BxTxHxK,
+                                             _causal_chunks(t), mask, slopes_H)
+    elif impl == "blocked":
+      out_BxTxHxK = local_causal_attention(q_BxTxHxK, k_BxTxHxK, v_BxTxHxK, self.window, mask,
+                                           slopes_H)
     else:
-      q_BxTxHxK, k_BxTxHxK, v_BxTxHxK = self._project(x_BxTxD)
-      if impl == "chunked":
-        out_BxTxHxK = chunked_causal_attention(q_BxTxHxK, k_BxTxHxK, v_BxTxHxK,
-                                               _causal_chunks(t), mask)
-      elif impl == "blocked":
-        out_BxTxHxK = local_causal_attention(q_BxTxHxK, k_BxTxHxK, v_BxTxHxK, self.window, mask)
-      else:
-        out_BxTxHxK = self._dot_product_attention(impl, q_BxTxHxK, k_BxTxHxK, v_BxTxHxK, mask,
-                                                  causal)
+      out_BxTxHxK = self._dot_product_attention(impl, q_BxTxHxK, k_BxTxHxK, v_BxTxHxK, mask,
+                                                causal, slopes_H)
     out_BxTxD = self.out_proj(out_BxTxHxK.reshape(b, t, d))
     if return_weights:
       return out_BxTxD, w_BxHxTxT
@@ -311,20 +352,24 @@ class MultiHeadAttention(nnx.Module):
 
   def _dot_product_attention(self, impl: str, q_BxTxHxK: jax.Array, k_BxTxHxK: jax.Array,
                              v_BxTxHxK: jax.Array, mask: jax.Array | None,
-                             causal: bool) -> jax.Array:
-    """`jax.nn.dot_product_attention` ('xla' or 'cudnn'), rows without a key zeroed."""
+                             causal: bool, alibi_slopes_H: jax.Array | None = None) -> jax.Array:
+    """`jax.nn.dot_product_attention` ('xla' or 'cudnn'), rows without a key zeroed; ALiBi
+    goes in through its `bias` argument (a 1xHxTxT array: 'xla' forms T x T logits anyway)."""
+    t = q_BxTxHxK.shape[1]
     window = None if self.window is None else (self.window - 1, 0)
     mask_Bx1xTxS = None if mask is None else (
         mask[:, None] if mask.ndim == 3 else mask[None, None])
+    bias_1xHxTxT = None if alibi_slopes_H is None else (
+        alibi_bias(alibi_slopes_H, jnp.arange(t), jnp.arange(t))[None])
     args = (q_BxTxHxK, k_BxTxHxK, v_BxTxHxK)
-    if impl == "cudnn":  # cuDNN's fused attention takes 16-bit inputs only
+    if impl == "cudnn":  # cuDNN's fused attention takes 16-bit inputs (and bias) only
       args = tuple(a.astype(jnp.bfloat16) for a in args)
+      bias_1xHxTxT = None if bias_1xHxTxT is None else bias_1xHxTxT.astype(jnp.bfloat16)
     out_BxTxHxK = jax.nn.dot_product_attention(
-        *args, mask=mask_Bx1xTxS, is_causal=causal, local_window_size=window,
-        implementation=impl).astype(v_BxTxHxK.dtype)
+        *args, bias=bias_1xHxTxT, mask=mask_Bx1xTxS, is_causal=causal,
+        local_window_size=window, implementation=impl).astype(v_BxTxHxK.dtype)
     if mask is None:  # causal rows always keep their own key
       return out_BxTxHxK
-    t = q_BxTxHxK.shape[1]
     allowed = mask if mask.ndim == 3 else mask[None]  # BxTxS or 1xTxS
     if causal:
       allowed = allowed & causal_mask(t, self.window)[None]

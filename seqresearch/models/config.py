@@ -15,7 +15,7 @@ import jax.numpy as jnp
 from seqresearch.models.cells import CELLS
 
 RECURRENT_CELLS = tuple(CELLS)
-POS_ENCODINGS = ("sinusoidal", "learned", "none")
+POS_ENCODINGS = ("sinusoidal", "learned", "none", "rope", "alibi")
 WEIGHT_GRADS = ("auto", "autodiff", "batched")
 ATTENTION = ("auto", "vmap", "chunked", "xla", "cudnn")
 MLP = ("auto", "autodiff", "custom_vjp")
@@ -141,7 +141,12 @@ class TransformerSettings:
     num_heads: attention heads H; must divide d_model (head dim K = D / H).
     num_layers: number of blocks.
     mlp_dim: hidden width of each block's MLP.
-    pos_encoding: 'sinusoidal', 'learned' or 'none'.
+    pos_encoding: where positions enter (POS_ENCODINGS). Added to the token embeddings:
+      'sinusoidal' (Vaswani et al. 2017) or 'learned' (a max_len x D table). Inside every
+      attention layer (`models.positional`): 'rope' (Su et al. 2021: q and k rotated per head
+      by position-dependent angles, base 10000; needs an even head dim D / H) or 'alibi'
+      (Press et al. 2022: -m_h * (t - s) added to head h's scores, slopes 2^(-8h/H)).
+      'none': no positions (a causal model can still infer them).
     max_len: longest sequence the model accepts (every positional encoding checks it;
       'learned' allocates a table of this size). Extrapolation runs set it to the eval length.
     causal: position t attends to positions <= t only (False: bidirectional).
@@ -164,7 +169,7 @@ class TransformerSettings:
   num_heads: int = 4
   num_layers: int = 2
   mlp_dim: int = 512
-  pos_encoding: Literal["sinusoidal", "learned", "none"] = "sinusoidal"
+  pos_encoding: Literal["sinusoidal", "learned", "none", "rope", "alibi"] = "sinusoidal"
   max_len: int = 2048
   causal: bool = True
   attention: Literal["auto", "vmap", "chunked", "xla", "cudnn"] = "auto"
@@ -185,6 +190,11 @@ class TransformerSettings:
           f"(allowed: {[h for h in range(1, self.d_model + 1) if self.d_model % h == 0]}).")
     if self.pos_encoding not in POS_ENCODINGS:
       raise ValueError(f"model.pos_encoding={self.pos_encoding!r}: must be one of {POS_ENCODINGS}.")
+    if self.pos_encoding == "rope" and (self.d_model // self.num_heads) % 2:
+      raise ValueError(
+          f"model.pos_encoding='rope': needs an even head dim, but model.d_model / "
+          f"model.num_heads = {self.d_model}/{self.num_heads} = {self.d_model // self.num_heads}; "
+          "choose an even ratio or another pos_encoding.")
     if self.attention == "chunked" and not self.causal:
       raise ValueError("model.attention='chunked': computes causal attention only, but "
                        "model.causal=False; use 'auto', 'vmap' or 'xla'.")

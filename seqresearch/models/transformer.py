@@ -5,8 +5,9 @@ Legend:
   F MLP hidden width, L max_len (positions the encoding supports).
 
 `embed(tokens)` returns the *token* embeddings only; `from_embeddings` adds the positional
-encoding. So d logits / d embed(tokens) is the gradient w.r.t. what each token contributes,
-the same quantity as for the recurrent models (which have no positions to add).
+encoding ('sinusoidal', 'learned'), or the attention layers apply it ('rope', 'alibi',
+`models.positional`). So d logits / d embed(tokens) is the gradient w.r.t. what each token
+contributes, the same quantity as for the recurrent models (which have no positions to add).
 
 Mixed precision (`settings.compute_dtype`): parameters stay float32; every matmul (QKV, the
 attention products, the output projection, the MLP, the readout) and the sublayer
@@ -27,6 +28,10 @@ from flax import nnx
 
 from seqresearch.models.attention import MultiHeadAttention
 from seqresearch.models.config import TransformerSettings, compute_dtype_of
+
+
+# The encodings applied inside attention (the others are added in `from_embeddings`).
+_IN_ATTENTION = {"rope": "rope", "alibi": "alibi"}
 
 
 def sinusoidal_encoding(length: int, width: int) -> jax.Array:
@@ -111,6 +116,7 @@ class TransformerBlock(nnx.Module):
     self.attn = MultiHeadAttention(d, settings.num_heads,
                                    implementation=settings.resolved().attention,
                                    window=settings.attention_window, dtype=self.dtype,
+                                   pos_encoding=_IN_ATTENTION.get(settings.pos_encoding, "none"),
                                    rngs=rngs)
     self.mlp_norm = nnx.LayerNorm(d, rngs=rngs)
     self.mlp = settings.resolved().mlp
@@ -181,11 +187,13 @@ class TransformerLM(nnx.Module):
                       ) -> tuple[jax.Array, list[jax.Array]]: ...
 
   def from_embeddings(self, x_BxTxD, return_attention=False):
-    """Adds positions, runs the blocks and the readout.
+    """Adds positions ('sinusoidal', 'learned'; 'rope' and 'alibi' act inside attention),
+    runs the blocks and the readout.
 
     Args:
       x_BxTxD: token embeddings (as from `embed`).
-      return_attention: also return every layer's attention weights.
+      return_attention: also return every layer's attention weights (with RoPE's and
+        ALiBi's effect included).
 
     Returns:
       logits_BxTxV float32, or (logits_BxTxV, [w_BxHxTxT per layer]) when return_attention.
