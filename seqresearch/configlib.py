@@ -164,17 +164,28 @@ def _convert(old: Any, value: str, path: str) -> Any:
         f"config argument {path}={value!r}: must be a {type(old).__name__}.") from None
 
 
-def apply_dotted(config: config_dict.ConfigDict, path: str, value: str) -> None:
-  """Sets `config.a.b = value` from the string 'a.b', converting to the declared type."""
+def find_field(config: config_dict.ConfigDict, path: str,
+               label: str) -> tuple[config_dict.ConfigDict, str]:
+  """The group that holds the field at the dotted `path` ('a.b': config.a), and its name ('b').
+
+  Raises:
+    ValueError: a group on the path or the field itself is missing; the message starts with
+      `label` (what the caller was applying, e.g. "config argument a.b='3'").
+  """
   node = config
   *groups, leaf = path.split(".")
   for g in groups:
     if g not in node or not isinstance(node[g], config_dict.ConfigDict):
-      raise ValueError(f"config argument {path}={value!r}: no group {g!r}.")
+      raise ValueError(f"{label}: no group {g!r}.")
     node = node[g]
   if leaf not in node:
-    raise ValueError(
-        f"config argument {path}={value!r}: no field {leaf!r}; fields here: {sorted(node.keys())}.")
+    raise ValueError(f"{label}: no field {leaf!r}; fields here: {sorted(node.keys())}.")
+  return node, leaf
+
+
+def apply_dotted(config: config_dict.ConfigDict, path: str, value: str) -> None:
+  """Sets `config.a.b = value` from the string 'a.b', converting to the declared type."""
+  node, leaf = find_field(config, path, f"config argument {path}={value!r}")
   node[leaf] = _convert(node[leaf], value, path)
 
 

@@ -170,14 +170,7 @@ def apply_value(config: config_dict.ConfigDict, path: str, value: Any) -> None:
     ValueError: no such group or field; a value of a type a flag cannot carry; a value the
       field's type does not accept (bool for a number, float for an int, ...).
   """
-  node = config
-  *groups, leaf = path.split(".")
-  for g in groups:
-    if g not in node or not isinstance(node[g], config_dict.ConfigDict):
-      raise ValueError(f"{path}={value!r}: no group {g!r}.")
-    node = node[g]
-  if leaf not in node:
-    raise ValueError(f"{path}={value!r}: no field {leaf!r}; fields here: {sorted(node.keys())}.")
+  node, leaf = configlib.find_field(config, path, f"{path}={value!r}")
   old = node[leaf]
   kind = type(old).__name__
   if not isinstance(value, VALUE_TYPES):

@@ -48,17 +48,22 @@ def _result_line(r: dict[str, Any]) -> str:
           f"{_fmt(r.get('fraction_of_roof'), '5.2f')} {_fmt(r.get('ours_speedup'), '6.2f')}")
 
 
+def _failed(what: str, r: dict[str, Any]) -> str | None:
+  """'<what>: error: <reason>' for a measurement whose status is 'error', else None."""
+  return f"{what}: error: {r['reason']}" if r.get("status") == "error" else None
+
+
 def _compile_line(c: dict[str, Any]) -> str:
-  if c.get("status") == "error":
-    return f"compile time of ours/{c['model']} train step: error: {c['reason']}"
+  what = f"compile time of ours/{c['model']} train step"
+  if error := _failed(what, c):
+    return error
   times = ", ".join(f"n={n}: {t:.2f}s" for n, t in c["compile_s"].items())
-  return (f"compile time of ours/{c['model']} train step: {times} "
-          f"(ratio {c['ratio_longest_to_shortest']:.2f})")
+  return f"{what}: {times} (ratio {c['ratio_longest_to_shortest']:.2f})"
 
 
 def _runner_line(r: dict[str, Any]) -> str:
-  if r.get("status") == "error":
-    return f"runner: error: {r['reason']}"
+  if error := _failed("runner", r):
+    return error
   return (f"runner ({r['task']}/{r['model']}, {r['num_train_steps']} steps): bare step "
           f"{r['bare_steps_per_sec']:.1f} steps/s; train_and_evaluate "
           f"{_fmt(r['runner_steps_per_sec_interval'], '.1f')} steps/s between logs "
@@ -68,8 +73,9 @@ def _runner_line(r: dict[str, Any]) -> str:
 
 
 def seeds_line(r: dict[str, Any]) -> str:
-  if r.get("status") == "error":
-    return f"vmapped seeds: error: {r['reason']}"
+  """The line of `runner`'s vmapped-against-sequential seeds measurement."""
+  if error := _failed("vmapped seeds", r):
+    return error
   return (f"{r['num_seeds']} seeds of {r['model']} vmapped in one program: "
           f"{r['vmapped_sec']:.3f}s for {r['num_steps']} steps, {r['num_seeds']} sequential "
           f"runs {r['sequential_sec']:.3f}s (speed-up {r['speedup']:.2f}x)")
