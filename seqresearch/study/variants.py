@@ -82,6 +82,12 @@ EXTRA: Mapping[str, Variant] = MappingProxyType({
     "transformer_nope": Variant("transformer_nope", "transformer",
                                 MappingProxyType({"model.pos_encoding": "none"}),
                                 "no positions"),
+    # Relative positions inside attention: rotary (Su et al. 2021) and linear biases (Press et
+    # al. 2022, trained short to test long).
+    "transformer_rope": Variant("transformer_rope", "transformer",
+                                MappingProxyType({"model.pos_encoding": "rope"}), "RoPE"),
+    "transformer_alibi": Variant("transformer_alibi", "transformer",
+                                 MappingProxyType({"model.pos_encoding": "alibi"}), "ALiBi"),
 })
 
 
@@ -125,10 +131,11 @@ def style(name: str) -> dict[str, Any]:
   v = variant(name)
   extras = [e.name for e in EXTRA.values() if e.model == v.model]
   dash = 1 + extras.index(name) if v.note else 0
-  linestyles = ("-", "--", ":", "-.")
-  markers = ("o", "s", "^", "D")
-  return {"color": v.color, "ls": linestyles[dash % 4], "marker": markers[dash % 4],
-          "label": v.label}
+  # One more than the most variants of one model (the Transformer's four encodings).
+  linestyles = ("-", "--", ":", "-.", (0, (5, 1, 1, 1, 1, 1)))
+  markers = ("o", "s", "^", "D", "v")
+  return {"color": v.color, "ls": linestyles[dash % len(linestyles)],
+          "marker": markers[dash % len(markers)], "label": v.label}
 
 
 # Width fields of the model settings, by the convention the table's models share.
