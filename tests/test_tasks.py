@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import functools
+import hashlib
 import math
 
 import jax
@@ -427,3 +428,43 @@ def test_bad_settings_raise(cls, fields, name, value):
 def test_too_short_distance_message_explains_why():
   with pytest.raises(ValueError, match="relative clause"):
     tasks.AgreementSettings(min_distance=4, max_distance=16)
+
+
+# ---------------------------------------------------------------------------------------------
+# Golden batches: every task's default batch for one key, as a digest of its arrays.
+
+GOLDEN_BATCH_DIGESTS = {
+    "copy": "8d31e7b8c2054b10", "agreement": "4b3fc365390bcae0", "mqar": "e6859fb5083d7bec",
+    "selective_copy": "5d3773402b912308", "induction": "e53f043b3e53e378",
+    "long_copy": "657180eb8efbbcaa", "adding": "c900a80133393072",
+}
+
+
+def _digest(batch: tasks.Batch) -> str:
+  """sha256 (16 hex digits) of every field's name, dtype, shape and bytes (None included)."""
+  h = hashlib.sha256()
+  for name, value in sorted(vars(batch).items()):
+    h.update(name.encode())
+    if value is None:
+      h.update(b"None")
+    else:
+      array = np.asarray(value)
+      h.update(f"{array.dtype}{array.shape}".encode())
+      h.update(array.tobytes())
+  return h.hexdigest()[:16]
+
+
+@pytest.mark.parametrize("name", sorted(tasks.SETTINGS))
+def test_default_batch_is_golden(name):
+  digest = _digest(tasks.make_batch(jax.random.key(0), tasks.SETTINGS[name](), 4))
+  assert digest == GOLDEN_BATCH_DIGESTS[name], (
+      f"{name}: the batch of key 0 changed. A refactor must keep every batch bit-identical "
+      "(resume, seeds and published numbers depend on it): find the change in the generator. "
+      "If the change is meant (a new layout, or a JAX version whose PRNG draws differ), say so "
+      f"in the commit and set GOLDEN_BATCH_DIGESTS[{name!r}] = {digest!r}.")
+
+
+@pytest.mark.parametrize("name", sorted(tasks.SETTINGS))
+def test_max_distance_is_the_longest_trained_distance(name):
+  for settings in (tasks.SETTINGS[name](), tasks.SETTINGS[name]().at_distance(30)):
+    assert settings.max_distance == settings.trained_distances[1]

@@ -1,7 +1,7 @@
 """What the tasks share: the batch every task returns, the validators of task settings, and the
 token layout of the symbol tasks.
 
-Legend: B batch, T time (sequence length), M symbols per example, A alphabet.
+Legend: B batch, T time (sequence length), A alphabet (`num_symbols`).
 """
 
 from __future__ import annotations
