@@ -112,13 +112,10 @@ def test_long_range_verdict_names_results_against_the_essay():
           "transformer": {"20": point(1.0), "110": point(0.99)},
           "lstm": {"20": point(0.9), "110": point(0.13)},
           "lstm_chrono": {"20": point(1.0), "110": point(0.98)}}},
-      "agreement": {"chance": 0.5, "failed_runs": [], "variants": {
-          "transformer": {"accuracy": _stat(0.8), "by_distance": {"10": _stat(0.8)},
-                          "by_attractors": {"0": _stat(0.9), "3": _stat(0.6)}, "run": "r",
-                          "seeds_solved": 0, "num_seeds": 3},
-          "lstm": {"accuracy": _stat(0.9), "by_distance": {"10": _stat(0.9)},
-                   "by_attractors": {"0": _stat(0.9), "3": _stat(0.85)}, "run": "r",
-                   "seeds_solved": 3, "num_seeds": 3}}},
+      "agreement": {"chance": 0.5, "failed_runs": [], "bins": [[10, 10]], "bin_width": 1,
+                    "variants": {
+          "transformer": _agreement(0.8, {"0": 0.9, "3": 0.6}, {"10": 0.8}),
+          "lstm": _agreement(0.9, {"0": 0.9, "3": 0.85}, {"10": 0.9})}},
       "failed_runs": [],
   }
   verdict = experiments.modules(("long_range",))["long_range"].verdict(results)
@@ -129,6 +126,55 @@ def test_long_range_verdict_names_results_against_the_essay():
   assert "As the essay predicts" not in verdict.text  # chrono LSTM ties the Transformer
   assert "remembers nothing" in verdict.text  # the forget-bias-1 LSTM at 110
   assert "3 of 3 (LSTM)" in verdict.text
+
+
+def _agreement(overall: float, attractors: dict, bins: dict) -> dict:
+  """An agreement variant of long_range's results: 3 seeds, intervals of 0.02."""
+  return {"accuracy": _stat(overall), "by_distance": {}, "run": "r",
+          "by_attractors": {k: _stat(a) for k, a in attractors.items()},
+          "by_distance_bin": {k: _stat(a) for k, a in bins.items()},
+          "seeds_solved_by_distance_bin": {k: 3 * (a >= 0.9) for k, a in bins.items()},
+          "seeds_solved": 3 * (overall >= 0.9), "num_seeds": 3}
+
+
+def _agreement_only(bins: list, transformer: dict, lstm: dict) -> dict:
+  return {"copy": {"chance": 0.125, "distances": [], "failed_runs": [], "variants": {}},
+          "agreement": {"chance": 0.5, "failed_runs": [], "bins": bins,
+                        "bin_width": bins[0][1] - bins[0][0] + 1,
+                        "variants": {"transformer": transformer, "lstm": lstm}},
+          "failed_runs": []}
+
+
+def test_agreement_at_distances_10_to_20_claims_nothing_about_long_range():
+  # The old verdict listed "the LSTM solves agreement as well as the Transformer" among the
+  # contradictions of the essay from distances 10 .. 20 alone (issue 10.9).
+  module = experiments.modules(("long_range",))["long_range"]
+  short = _agreement_only([[10, 15], [16, 20]],
+                          _agreement(0.99, {"0": 0.99}, {"10-15": 0.99, "16-20": 0.99}),
+                          _agreement(0.99, {"0": 0.99}, {"10-15": 0.99, "16-20": 0.98}))
+  verdict = module.verdict(short)
+  _check_cited(verdict, short)
+  assert not verdict.contradictions
+  assert "reach distance 20 only" in verdict.text and "no long-range verdict" in verdict.text
+  # Trained to 100: a tie at 91-100 is a contradiction, stated at those distances.
+  bins = [[11, 50], [51, 90], [91, 100]]
+  tie = _agreement_only(bins, _agreement(0.97, {"0": 0.97}, dict.fromkeys(
+      ("11-50", "51-90", "91-100"), 0.97)), _agreement(0.96, {"0": 0.96}, {
+          "11-50": 0.99, "51-90": 0.97, "91-100": 0.95}))
+  verdict = module.verdict(tie)
+  _check_cited(verdict, tie)
+  assert len(verdict.contradictions) == 1
+  assert "At agreement distances 91-100 the LSTM is as accurate" in verdict.contradictions[0]
+  assert "3 of 3 seeds learn it" in verdict.text
+  # The LSTM falls with distance and the Transformer does not: as the essay predicts.
+  falls = _agreement_only(bins, _agreement(0.97, {"0": 0.97}, dict.fromkeys(
+      ("11-50", "51-90", "91-100"), 0.97)), _agreement(0.8, {"0": 0.8}, {
+          "11-50": 0.98, "51-90": 0.8, "91-100": 0.6}))
+  verdict = module.verdict(falls)
+  _check_cited(verdict, falls)
+  assert not verdict.contradictions
+  assert "falls from distances 11-50 to 91-100" in verdict.text and "(0.98 → 0.60)" in verdict.text
+  assert "As the essay predicts, at distances 91-100 the Transformer beats" in verdict.text
 
 
 def test_extrapolation_verdict_flags_transformers_that_fail_beyond_training():
@@ -280,6 +326,39 @@ def test_figures_draw_each_variant_in_its_models_table_colour_with_seeds_and_int
                  and line.get_marker() == "."]
   assert [list(p.get_ydata()) for p in seed_points] == [[0.2, 0.9], [0.1, 1.0]]  # both modes
   assert [t.get_text() for t in ax.get_xticklabels()] == ["13", "18"]
+
+
+def test_seeds_that_split_across_the_learnt_threshold_are_points_never_an_interval():
+  from matplotlib.collections import LineCollection
+  bimodal = stats.seed_summary([1.0, 1.0, 1.0, 0.1, 0.1], examples=512)  # 3 of 5 learn it
+  agreed = stats.seed_summary([0.97, 0.98, 0.99, 0.98, 0.97], examples=512)
+  assert stats.split(bimodal, 0.9) and not stats.split(agreed, 0.9)
+  assert stats.learnt_count(bimodal, 0.9) == (3, 5)
+  # The old plot drew 0.64 ± 0.6: an interval from about 0.05 to 1.2, describing no seed.
+  fig, (ax,) = plots.figure()
+  plots.errorbar(ax, "lstm", [10, 20], [agreed, bimodal], learnt=0.9)
+  fig.canvas.draw()
+  bars = [c for c in ax.collections if isinstance(c, LineCollection)]
+  spans = [seg[:, 1].max() - seg[:, 1].min() for c in bars for seg in c.get_segments()]
+  assert spans and max(spans) < 0.1  # only the agreed cell has an interval
+  points = [line for line in ax.get_lines() if line.get_marker() == "o" and
+            list(line.get_xdata()) == [20] * 5]
+  assert [sorted(p.get_ydata()) for p in points] == [[0.1, 0.1, 1.0, 1.0, 1.0]]
+  # Tables list the seeds of a split cell instead of mean ± interval.
+  assert stats.pm(bimodal, learnt=0.9) == "seeds 1.00 1.00 1.00 0.10 0.10 (mean 0.64)"
+  assert "±" in stats.pm(agreed, learnt=0.9)
+
+
+def test_distance_bins_and_binned_accuracy():
+  assert stats.distance_bins(11, 100, 10)[::4] == [(11, 20), (51, 60), (91, 100)]
+  assert stats.distance_bins(10, 20, 1)[-1] == (20, 20) and len(stats.distance_bins(10, 20, 1)) == 11
+  assert stats.distance_bins(5, 16, 5) == [(5, 9), (10, 14), (15, 16)]
+  with pytest.raises(ValueError, match="bin width 0"):
+    stats.distance_bins(1, 2, 0)
+  per_seed = [{"11": 1.0, "12": 0.5, "21": 0.25}, {"11": 1.0, "12": None, "21": 0.75}]
+  assert stats.binned(per_seed, [(11, 20), (21, 30), (31, 40)]) == \
+      {"11-20": [0.75, None], "21-30": [0.25, 0.75]}
+  assert stats.bin_label(7, 7) == "7"
 
 
 # ---------------------------------------------------------------- end to end (slow)
