@@ -3,7 +3,7 @@ every positional encoding present, and never-trained positions reported as such.
 
 from __future__ import annotations
 
-import dataclasses
+import json
 import os
 from types import MappingProxyType
 
@@ -36,14 +36,25 @@ def _encodings() -> set[str]:
   return out
 
 
+def _sweep_arg(scale: str, tmp_path) -> str:
+  """The extrapolation sweep's argument; at a scale that tunes, with a chosen-rates file."""
+  arg = f"sweep=extrapolation,scale={scale}"
+  if study_config.tunes(scale):
+    rates = tmp_path / "chosen_rates.json"
+    rates.write_text(json.dumps({"rates": dict.fromkeys(study_config.study_models(scale),
+                                                        1e-3)}))
+    arg += f",learning_rates={rates}"
+  return arg
+
+
 @pytest.mark.parametrize("scale", tuple(study_config.SCALES))
-def test_extrapolation_trains_its_own_runs_on_a_task_that_needs_positions(scale):
+def test_extrapolation_trains_its_own_runs_on_a_task_that_needs_positions(scale, tmp_path):
   # The old quick and smoke scales reused the long_range_agreement runs: agreement's longer
   # distances only add fillers, so learned positions never trained still scored 0.99.
   assert extrapolation.SWEEPS == ("extrapolation",)
   ex = study_config.SCALES[scale]["extrapolation"]
   assert "reuse" not in ex and ex["task"] in study_config.POSITION_TASKS
-  members = study_config.get_sweep(f"sweep=extrapolation,scale={scale}")
+  members = study_config.get_sweep(_sweep_arg(scale, tmp_path))
   low, high = ex["train_distances"]
   settings = study_config.extrapolation_task_settings(scale)
   assert settings.trained_distances == (low, high)
@@ -54,6 +65,7 @@ def test_extrapolation_trains_its_own_runs_on_a_task_that_needs_positions(scale)
     config = study_config.get_config(f"{member['model']},sweep=extrapolation,scale={scale}")
     assert config.task.name == ex["task"] != "agreement"
     task_fields = {k: v for k, v in member.items() if k.startswith("task.")}
+    assert task_fields and "task.max_distance" not in task_fields  # not agreement's fields
     assert task_fields == {k: v for k, v in members[0].items() if k.startswith("task.")}
     if "max_len" in models.model_config(member["model"]):
       assert member["model.max_len"] == longest
