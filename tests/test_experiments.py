@@ -492,6 +492,81 @@ def test_capacity_analysis_reads_every_run_and_the_verdict_follows_the_state(tmp
   assert "| Elman RNN | 16 | hidden_size=16 |" in capacity.tables(results)
 
 
+def _long_copy_accuracy(model: str, size: int, length: int) -> float:
+  """Constructed per-symbol accuracies at smoke lengths 2 .. 6: the RNN's small state fails on
+  long strings and its large one does not (state size), the LRU fails at both sizes (length),
+  attention copies every length (neither), the CNN stays at chance 1/6 (unlearnt)."""
+  family = models.entry(model).family
+  far = {"recurrent": (0.1, 1.0), "linear_recurrence": (0.1, 0.1), "attention": (1.0, 1.0)}
+  if family not in far:
+    return 1 / 6
+  return 1.0 + (far[family][size] - 1.0) * (length - 2) / 4
+
+
+def _fake_long_copy_runs(study: runner.Study, accuracy) -> None:
+  """Writes config.json and a 3-seed summary.json (accuracy by L) into every long-copy run."""
+  for run in study.runs("capacity_copy"):
+    os.makedirs(run.workdir, exist_ok=True)
+    with open(os.path.join(run.workdir, "config.json"), "w") as f:
+      json.dump(run.config, f)
+    fields = dict(run.overrides)
+    sizes = study_config.capacity_sizes(run.model, study.scale)
+    size = next(i for i, s in enumerate(sizes)
+                if all(fields[f"model.{k}"] == v for k, v in s.items()))
+    lengths = range(fields["task.min_length"], fields["task.max_length"] + 1)
+    by_seed = {}
+    for seed, shift in enumerate((-0.01, 0.0, 0.01)):
+      by_length = {str(n): max(0.0, min(1.0, accuracy(run.model, size, n) + shift))
+                   for n in lengths}
+      by_seed[str(seed)] = {"accuracy": sum(by_length.values()) / len(by_length),
+                            "accuracy_by_distance": by_length}
+    with open(os.path.join(run.workdir, "summary.json"), "w") as f:
+      json.dump({"eval_by_seed": by_seed}, f)
+
+
+def test_long_copy_accuracy_against_length_per_state_size_and_what_explains_it(tmp_path):
+  from seqresearch.study import stats  # pylint: disable=g-import-not-at-top
+  capacity = experiments.modules(("capacity",))["capacity"]
+  study = runner.Study("smoke", str(tmp_path), config=study_config,
+                       experiments={"capacity": capacity})
+  _fake_capacity_runs(study, _capacity_accuracy)
+  _fake_long_copy_runs(study, _long_copy_accuracy)
+  results = stats.json_ready(capacity.run(study))
+  assert not results["failed_runs"]
+  long_copy = results["long_copy"]
+  smoke = study_config.SCALES["smoke"]["capacity"]["long_copy"]
+  assert long_copy["lengths"] == list(smoke["lengths"]) == [2, 6]
+  assert long_copy["labels"] == ["2", "3", "4", "5", "6"] and long_copy["chance"] == 1 / 6
+  assert set(long_copy["variants"]) == set(study_config.study_models("smoke"))
+  rnn = long_copy["variants"]["rnn"]["sizes"]
+  assert [s["state_floats"] for s in rnn] == [8, 16]  # the capacity sizes, one layer
+  assert rnn[0]["by_length"]["6"]["per_seed"] == pytest.approx([0.09, 0.1, 0.11])
+  assert rnn[1]["seeds_solved_by_length"]["6"] == 3 and rnn[0]["seeds_solved_by_length"]["6"] == 0
+  # The transformer's cache grows with the sequence, 2·max L.
+  assert long_copy["variants"]["transformer"]["sizes"][0]["state_floats"] == 2 * 2 * 8 * 12
+  assert len(results["runs"]) == len(study.runs("capacity")) + len(study.runs("capacity_copy"))
+  verdict = capacity.verdict(results)
+  _cited_numbers_equal_results(verdict, results)
+  text = verdict.text
+  assert "Long-copy accuracy is explained by the state size for Elman RNN (1.00 → 1.00 with L" \
+      in text and "0.10 → 1.00 with the state at L = 6" in text
+  assert "by the length (the distance) alone for LRU (1.00 → 0.10" in text
+  assert "by neither: it copies every length at its smallest state for Transformer" in text
+  assert "by nothing it learnt: no size is above chance for Causal CNN" in text
+  # The RNN's large state falls too (1.0 -> 0.5) and still beats the small one: both.
+  large = long_copy["variants"]["rnn"]["sizes"][1]["by_length"]
+  large["6"] = stats.seed_summary([0.49, 0.5, 0.51], examples=6)
+  both = capacity.verdict(results)
+  _cited_numbers_equal_results(both, results)
+  assert "explained by both the length and the state size for Elman RNN" in both.text
+  paths = capacity.figures(results, str(tmp_path / "figures"))
+  assert len(paths) == 3 and os.path.basename(paths[2]) == "capacity_long_copy.png"
+  assert os.path.getsize(paths[2]) > 1000
+  table = capacity.tables(results)
+  assert "| L = 2 | L = 3 | L = 4 | L = 5 | L = 6 |" in table
+  assert "| Elman RNN | 8 | hidden_size=8 |" in table and "(0 of 3)" in table
+
+
 def test_capacity_verdict_is_undecided_when_nothing_is_learnt(tmp_path):
   from seqresearch.study import stats  # pylint: disable=g-import-not-at-top
   capacity = experiments.modules(("capacity",))["capacity"]
@@ -525,7 +600,7 @@ def test_capacity_report_end_to_end_at_smoke_scale(tmp_path):
   assert "**Verdict.**" not in text
   results = _strict_json(tmp_path / "capacity" / "results.json")
   assert set(results["variants"]) == set(study_config.study_models("smoke"))
-  assert len(results["figures"]) == 2
+  assert len(results["figures"]) == 3  # MQAR by K and by state; long copy by L
   for figure in results["figures"]:
     assert (tmp_path / figure).stat().st_size > 1000
   for sizes in results["variants"].values():
