@@ -5,14 +5,18 @@
 
 Layout of a study workdir:
 
-  runs/<sweep>/<run>/          training runs (the sweep machinery: finished runs are reused)
+  runs/<sweep>/<run>/          training runs (the sweep machinery: finished runs are reused,
+                               a killed run resumes from its newest checkpoint)
+  learning_rates.json          at a scale that tunes: each variant's rate, chosen from the
+                               learning_rate sweep before any other sweep (`tuning`)
   <experiment>/results.json    every number an experiment reports, with the runs it came from
   <experiment>/*.png           its figures
   REPORT.md                    the sections, tables, the measured Table 1 and the verdicts
 
 The study's config module (configs/study.py) provides `SCALES`, `get_study(scale)`,
 `get_config(arg)` and `get_sweep(arg)`; the training runs are started with
-`--config=<its file>:sweep=NAME,scale=SCALE`. An experiment module provides:
+`--config=<its file>:sweep=NAME,scale=SCALE` (plus `,learning_rates=<learning_rates.json>` at
+a scale that tunes). An experiment module provides:
 
   TITLE, CLAIM: str               the question and what the essay claims
   SWEEPS: tuple[str, ...]         its training runs: sweep names of the config module
