@@ -231,9 +231,7 @@ def verdict(results: dict[str, Any]) -> verdicts.Verdict:
       v.say(f"The {label(n)} was not evaluated within its trained distances.")
       continue
     beyond = [d for d in sorted(points, key=int) if int(d) > high]
-    numbers = ", ".join(f"{v.pm(acc(n, d))} at {d}" +
-                        (f" ({NEVER_TRAINED})" if points[d]["positions_never_trained"] else "")
-                        for d in beyond)
+    numbers = ", ".join(f"{v.pm(acc(n, d))} at {d}" for d in beyond)
     head = f"The {label(n)}: {v.pm(acc(n, a['edge']))} at {a['edge']}" + \
         (f"; {numbers}" if numbers else "")
     if not a["learnt"]:
