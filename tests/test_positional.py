@@ -157,9 +157,9 @@ def test_chunked_and_blocked_functions_with_several_chunks_and_blocks(pos_encodi
   pos = jnp.arange(t)
   bias = None if slopes is None else positional.alibi_bias(slopes, pos, pos)
   expected, _ = attention.multi_head_attention(q, kk, v, attention.causal_mask(t), bias)
-  for chunks in (2, 3, 5):
+  for chunks in (3,):  # chunks of 8, 7, 8 queries
     _close(attention.chunked_causal_attention(q, kk, v, chunks, None, slopes), expected)
-  for window in (1, 3, 7):
+  for window in (1, 5):
     expected, _ = attention.multi_head_attention(q, kk, v, attention.causal_mask(t, window), bias)
     _close(attention.local_causal_attention(q, kk, v, window, None, slopes), expected)
 
@@ -177,21 +177,20 @@ def test_bfloat16_runs_every_implementation_close_to_float32(pos_encoding):
 # ------------------------------------------------------------------ the model and its config
 
 
-@pytest.mark.parametrize("name,impls", [("transformer", ("vmap", "chunked", "xla")),
-                                        ("local_attention", ("vmap", "blocked", "xla"))])
-def test_model_is_causal_and_token_gradients_flow_with_every_encoding(name, impls):
+# The fast implementations equal the reference (tests above); the model uses its default one.
+@pytest.mark.parametrize("name", ["transformer", "local_attention"])
+def test_model_is_causal_and_token_gradients_flow_with_rope_and_alibi(name):
   tokens = jax.random.randint(jax.random.key(12), (1, 14), 0, 7)
   for pe in ("rope", "alibi"):
-    for impl in impls:
-      model = models.build_model(
-          models.model_settings(name, d_model=16, num_heads=2, num_layers=2, mlp_dim=32,
-                                max_len=32, pos_encoding=pe, attention=impl),
-          vocab_size=7, rngs=nnx.Rngs(0))
-      x_BxTxD = model.embed(tokens)
-      # d logit(t = 6) / d embedding(s): nonzero for s <= 6, exactly zero after.
-      grad = jax.grad(lambda x: model.from_embeddings(x)[0, 6].sum())(x_BxTxD)
-      per_position = np.abs(np.asarray(grad[0])).sum(-1)
-      assert (per_position[:7] > 0).all() and (per_position[7:] == 0).all(), (pe, impl)
+    model = models.build_model(
+        models.model_settings(name, d_model=16, num_heads=2, num_layers=2, mlp_dim=32,
+                              max_len=32, pos_encoding=pe),
+        vocab_size=7, rngs=nnx.Rngs(0))
+    x_BxTxD = model.embed(tokens)
+    # d logit(t = 6) / d embedding(s): nonzero for s <= 6, exactly zero after.
+    grad = jax.grad(lambda x: model.from_embeddings(x)[0, 6].sum())(x_BxTxD)
+    per_position = np.abs(np.asarray(grad[0])).sum(-1)
+    assert (per_position[:7] > 0).all() and (per_position[7:] == 0).all(), pe
 
 
 def test_a_bad_pos_encoding_is_one_line_naming_the_field_and_the_allowed_values():
@@ -214,12 +213,12 @@ def test_a_bad_pos_encoding_is_one_line_naming_the_field_and_the_allowed_values(
 
 
 @pytest.mark.parametrize("name", ["transformer", "local_attention"])
-def test_a_tiny_model_trains_with_every_encoding(name):
+def test_a_tiny_model_trains_with_rope_and_alibi(name):
   e = models.entry(name)
   # A sequence to repeat shifted by 3: the model needs to know where it is.
   tokens = jax.random.randint(jax.random.key(13), (8, 24), 0, 6)
   tokens = tokens.at[:, 3:].set(tokens[:, :-3])
-  for pe in ENCODINGS:
+  for pe in ("rope", "alibi"):  # the other encodings train in test_models and test_train
     settings = models.model_settings(name, **{**e.tiny, "pos_encoding": pe, "max_len": 32})
     model = models.build_model(settings, vocab_size=6, rngs=nnx.Rngs(0))
     optimizer = nnx.Optimizer(model, optax.adam(1e-2), wrt=nnx.Param)
@@ -233,5 +232,5 @@ def test_a_tiny_model_trains_with_every_encoding(name):
       optimizer.update(model, grads)
       return loss
 
-    losses = [float(step(model, optimizer)) for _ in range(6)]
+    losses = [float(step(model, optimizer)) for _ in range(4)]
     assert np.isfinite(losses).all() and losses[-1] < losses[0], (pe, losses)
