@@ -46,8 +46,9 @@ def run(study: runner.Study) -> dict[str, Any]:
     if not member.finished:
       continue
     config = workdir_lib.load_config(member.workdir)
-    pilot = pilot or {"task": config.task.to_dict(), "num_seeds": config.num_seeds,
-                      "batch_size": config.batch_size}
+    pilot = pilot or {"task": config.task.name,
+                      "fields": dict(study.settings.learning_rate.task_fields),
+                      "num_seeds": config.num_seeds, "batch_size": config.batch_size}
     evals = runner.run_summary(member)["eval_by_seed"]
     per_seed = [evals[k] for k in sorted(evals, key=int)]
     accuracy = stats.seed_summary(
@@ -125,8 +126,8 @@ def tables(results: dict[str, Any]) -> str:
     rows.append([variants.variant(name).label] + cells +
                 [f"{entry['chosen']:g}" if entry["chosen"] else "–"])
   pilot = results["pilot"]
-  task = ", ".join(f"{k}={v}" for k, v in pilot["task"].items() if k != "name")
-  return (f"Pilot: task {pilot['task']['name']} ({task}), {pilot['num_seeds']} seeds per run, "
+  task = ", ".join(f"{k}={v}" for k, v in pilot["fields"].items())
+  return (f"Pilot: task {pilot['task']} ({task}), {pilot['num_seeds']} seeds per run, "
           f"batch {pilot['batch_size']}, each model at its family's training budget of this "
           f"scale. Final accuracy (mean ± 95% CI over seeds, or every seed where they split), "
           f"in square brackets the seeds that learn it (accuracy >= {SOLVED}), and the mean "
