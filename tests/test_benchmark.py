@@ -36,6 +36,7 @@ def _strict_json(text: str):
   return json.loads(text, parse_constant=reject)
 
 
+@pytest.mark.slow  # end-to-end benchmark runs (19-38 CPU-s)
 def test_tiny_run_counts_flops_exactly_and_writes_strict_json(tmp_path):
   settings = BenchSettings(models=("lstm",), variants=False, **TINY)
   results = runner.run_benchmark(settings, runner_config=None)
@@ -191,6 +192,7 @@ def test_settings_are_validated():
     BenchSettings(num_heads=3)
 
 
+@pytest.mark.slow  # end-to-end benchmark runs (19-38 CPU-s)
 def test_script_quick_mode_runs_the_runner_and_keeps_a_failed_device_count(tmp_path):
   out = tmp_path / "bench.json"
   # batch_size 8 of the tiny config does not divide over 3 devices: that child fails.

@@ -56,6 +56,7 @@ def _run_on_8_devices(*args: str) -> dict:
   return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow  # 8 forced host devices, training and resharding (51 CPU-s)
 def test_eight_devices_equal_one_and_checkpoints_cross_device_counts(tmp_path, tiny_config):
   config = tiny_config()
   config.num_seeds = 2

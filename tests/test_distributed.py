@@ -34,6 +34,7 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
+@pytest.mark.slow  # training in child processes (17-45 CPU-s)
 def test_two_processes_train_the_same_model_as_one(tmp_path, tiny_config):
   single = tmp_path / "single"
   train.train_and_evaluate(tiny_config(), str(single))
@@ -104,6 +105,7 @@ def test_no_slurm_is_one_process():
   assert result.returncode == 0 and "ok" in result.stdout, result.stderr
 
 
+@pytest.mark.slow  # training in child processes (17-45 CPU-s)
 def test_training_with_slurm_variables_and_num_processes_1(tmp_path):
   # Issue 14 item 15: this was `ValueError: coordinator_address should be defined`.
   result = subprocess.run(

@@ -205,6 +205,7 @@ def test_unlearnt_models_say_little_and_leave_the_comparison_undecided():
 # ---------------------------------------------------------------- the analysis on real runs
 
 
+@pytest.mark.slow  # trains and evaluates tiny runs
 def test_run_evaluates_past_the_trained_length_and_marks_learned_positions(tmp_path):
   study = runner.Study("smoke", str(tmp_path), config=study_config,
                        experiments={"extrapolation": extrapolation})

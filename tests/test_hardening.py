@@ -39,6 +39,7 @@ def _flip_a_byte_of_the_largest_file(step_dir) -> None:
   open(path, "wb").write(bytes(data))
 
 
+@pytest.mark.slow  # trains a tiny run end to end (9-21 CPU-s)
 def test_flipped_byte_in_the_newest_checkpoint_falls_back_and_ends_identical(
     tmp_path, tiny_config, capsys):
   config = tiny_config()
@@ -54,6 +55,7 @@ def test_flipped_byte_in_the_newest_checkpoint_falls_back_and_ends_identical(
   assert os.listdir(str(tmp_path / "checkpoints") + checkpointing.DAMAGED_SUFFIX)
 
 
+@pytest.mark.slow  # trains a tiny run end to end (9-21 CPU-s)
 def test_missing_config_json_with_checkpoints_is_refused(tmp_path, tiny_config):
   train.train_and_evaluate(tiny_config(), str(tmp_path))
   os.remove(tmp_path / "config.json")
@@ -64,6 +66,7 @@ def test_missing_config_json_with_checkpoints_is_refused(tmp_path, tiny_config):
   assert not os.path.exists(tmp_path / "config.json")
 
 
+@pytest.mark.slow  # trains a tiny run end to end (9-21 CPU-s)
 def test_replaced_config_json_is_detected_by_the_checkpoint(tmp_path, tiny_config):
   """config.json rewritten to match another config: the checkpoints know what wrote them."""
   train.train_and_evaluate(tiny_config(), str(tmp_path))
@@ -77,6 +80,7 @@ def test_replaced_config_json_is_detected_by_the_checkpoint(tmp_path, tiny_confi
     train.train_and_evaluate(other, str(tmp_path))
 
 
+@pytest.mark.slow  # trains a tiny run end to end (9-21 CPU-s)
 def test_second_writer_is_refused_with_the_holders_pid(tmp_path, tiny_config):
   holder = subprocess.Popen(
       [sys.executable, "-c",
@@ -93,6 +97,7 @@ def test_second_writer_is_refused_with_the_holders_pid(tmp_path, tiny_config):
   train.train_and_evaluate(tiny_config(), str(tmp_path))  # The dead holder blocks nothing.
 
 
+@pytest.mark.slow  # trains a tiny run end to end (9-21 CPU-s)
 def test_resume_after_torn_metrics_line_and_longer_run_keeps_best_and_wall_time(
     tmp_path, tiny_config):
   """Killed mid-write (torn last line), resumed with more steps: the torn line is dropped,
@@ -124,6 +129,7 @@ def test_resume_after_torn_metrics_line_and_longer_run_keeps_best_and_wall_time(
   assert before == {f: open(tmp_path / f).read() for f in ("metrics.jsonl", "summary.json")}
 
 
+@pytest.mark.slow  # trains a tiny run end to end (9-21 CPU-s)
 def test_nan_advice_can_be_followed_by_resuming_with_a_lower_learning_rate(
     tmp_path, tiny_config):
   config = tiny_config()
@@ -140,6 +146,7 @@ def test_nan_advice_can_be_followed_by_resuming_with_a_lower_learning_rate(
   assert summary["config_changes"] == changes
 
 
+@pytest.mark.slow  # trains a tiny run end to end (9-21 CPU-s)
 def test_fewer_steps_than_already_trained_is_refused(tmp_path, tiny_config):
   train.train_and_evaluate(tiny_config(), str(tmp_path))
   shorter = tiny_config()
@@ -148,6 +155,7 @@ def test_fewer_steps_than_already_trained_is_refused(tmp_path, tiny_config):
     train.train_and_evaluate(shorter, str(tmp_path))
 
 
+@pytest.mark.slow  # trains a tiny run end to end (9-21 CPU-s)
 def test_disk_full_during_a_checkpoint_is_one_line(tmp_path, tiny_config, monkeypatch):
   def full(*args, **kwargs):
     raise OSError(errno.ENOSPC, "No space left on device")

@@ -128,6 +128,7 @@ def test_without_a_higher_attention_rate_the_verdict_says_the_recurrence_is_not_
   assert not verdict.contradictions
 
 
+@pytest.mark.slow  # times every model
 def test_run_times_every_model_at_every_width_and_length(tmp_path, monkeypatch):
   monkeypatch.setattr(study_config, "study_models", lambda scale: ("rnn", "transformer"))
   study = runner.Study("smoke", str(tmp_path), config=study_config,

@@ -29,6 +29,7 @@ def test_seeds_vmapped_vs_sequential_combines_the_two_timings(tiny_config, monke
   assert row["vmapped_seed_steps_per_sec"] == 6.0 and row["sequential_seed_steps_per_sec"] == 4.0
 
 
+@pytest.mark.slow  # one training child per device count
 def test_each_device_count_runs_in_its_own_process(tiny_config):
   rows = scaling.steps_per_sec_by_devices(tiny_config(), (1, 2), num_steps=2, repetitions=2)
   assert [(r["devices"], r["status"]) for r in rows] == [(1, "ok"), (2, "ok")], rows

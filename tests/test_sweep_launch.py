@@ -140,6 +140,7 @@ def _script(args, timeout: float = 300) -> subprocess.CompletedProcess:
                         text=True, timeout=timeout)
 
 
+@pytest.mark.slow  # a real sweep of training children
 def test_user_mistakes_in_a_sweep_are_one_line_and_exit_2(tmp_path, sweep_file):
   no_sweep = tmp_path / "no_sweep.py"
   no_sweep.write_text("def get_config(arg=None):\n  return None\n")
@@ -188,6 +189,7 @@ def test_ctrl_c_in_a_real_sweep_exits_130_without_a_traceback(tmp_path, sweep_fi
   assert any(name.isdigit() for name in os.listdir(run_dir / "checkpoints"))
 
 
+@pytest.mark.slow  # a real sweep of training children
 def test_local_sweep_records_failures_summarises_seeds_and_skips_finished(tmp_path, sweep_file):
   config = sweep_file('''[{"model": "lstm", "seed": s} for s in (0, 1)] + [
       # This one diverges (NaN) at run time: the sweep must record it and go on.
@@ -232,6 +234,7 @@ def test_local_sweep_records_failures_summarises_seeds_and_skips_finished(tmp_pa
   assert other.stdout.count("[to run]") == 3
 
 
+@pytest.mark.slow  # a real sweep of training children
 def test_submitit_local_executor_runs_a_sweep(tmp_path):
   pytest.importorskip("submitit")
   runs = sweep.expand(os.path.join(ROOT, "configs", "copy.py"), "lstm,tiny", str(tmp_path))

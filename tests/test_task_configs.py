@@ -93,8 +93,15 @@ def test_bad_task_values_name_the_field(name, arg, message):
     build.validate_run(_config(name, arg))
 
 
-@pytest.mark.parametrize("name", TASK_CONFIGS)
-@pytest.mark.parametrize("model", [models.names("recurrent")[1], models.names("attention")[0]])
+def _end_to_end_cases():
+  """Every task with a recurrent model and with attention; the default suite keeps one model
+  per task (alternating), the slow suite the rest (each case compiles and trains a model)."""
+  pair = (models.names("recurrent")[1], models.names("attention")[0])
+  return [pytest.param(name, model, marks=() if model == pair[i % 2] else pytest.mark.slow)
+          for i, name in enumerate(TASK_CONFIGS) for model in pair]
+
+
+@pytest.mark.parametrize("name,model", _end_to_end_cases())
 def test_tiny_config_trains_end_to_end(tmp_path, tiny_config, name, model):
   config = tiny_config(f"configs/{name}.py", f"{model},tiny")
   summary = train.train_and_evaluate(config, str(tmp_path))

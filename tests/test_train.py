@@ -68,6 +68,7 @@ def test_tiny_run_writes_the_workdir_contract(tmp_path, tiny_config, path, arg):
   assert {"versions", "device", "wall_time_sec"} <= set(on_disk)
 
 
+@pytest.mark.slow  # several end-to-end training runs
 def test_rerun_of_finished_run_changes_nothing(tmp_path, tiny_config):
   config = tiny_config()
   train.train_and_evaluate(config, str(tmp_path))
@@ -77,6 +78,7 @@ def test_rerun_of_finished_run_changes_nothing(tmp_path, tiny_config):
   assert summary["final_step"] == 6
 
 
+@pytest.mark.slow  # several end-to-end training runs
 def test_run_saved_before_a_presentation_field_existed_still_loads_and_resumes(
     tmp_path, tiny_config):
   """A config.json without `host_allocator` (runs from before the field) restores and
@@ -92,6 +94,7 @@ def test_run_saved_before_a_presentation_field_existed_still_loads_and_resumes(
   assert summary["final_step"] == 6
 
 
+@pytest.mark.slow  # several end-to-end training runs
 def test_workdir_with_other_config_is_refused(tmp_path, tiny_config):
   train.train_and_evaluate(tiny_config(), str(tmp_path))
   other = tiny_config()
@@ -126,6 +129,7 @@ def test_train_step_is_traced_once(tiny_config):
   assert step._cache_size() == 1
 
 
+@pytest.mark.slow  # several end-to-end training runs
 def test_seeds_vmapped_in_one_program_equal_each_seed_alone(tmp_path, tiny_config):
   config = tiny_config()
   config.seed, config.num_seeds = 4, 3
@@ -206,6 +210,7 @@ def _wait_for_step(workdir, step, proc, timeout=120.0):
   raise TimeoutError(f"run did not reach step {step}")
 
 
+@pytest.mark.slow  # several end-to-end training runs
 def test_sigkill_and_resume_is_bit_identical(tmp_path):
   reference, killed = tmp_path / "reference", tmp_path / "killed"
   proc = _start(reference)
@@ -225,6 +230,7 @@ def test_sigkill_and_resume_is_bit_identical(tmp_path):
     np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow  # several end-to-end training runs
 def test_sigterm_saves_a_checkpoint_then_exits(tmp_path):
   workdir = tmp_path / "run"
   proc = _start(workdir)
@@ -249,6 +255,7 @@ def test_help_shows_the_config_argument_forms_and_every_model():
     assert name in out.stdout
 
 
+@pytest.mark.slow  # several end-to-end training runs
 def test_summary_states_the_chance_level(tmp_path, tiny_config):
   summary = train.train_and_evaluate(tiny_config("configs/agreement.py", "gru,tiny"),
                                      str(tmp_path))
