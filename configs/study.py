@@ -34,6 +34,7 @@ from configs import copy as copy_config
 from configs import induction as induction_config
 from configs import long_copy as long_copy_config
 from configs import mqar as mqar_config
+from configs import selective_copy as selective_copy_config
 from seqresearch import build
 from seqresearch import configlib
 from seqresearch import models
@@ -43,7 +44,8 @@ from seqresearch.study import tuning
 from seqresearch.study import variants
 
 TASK_CONFIGS = {"copy": copy_config, "agreement": agreement_config, "mqar": mqar_config,
-                "induction": induction_config, "long_copy": long_copy_config}
+                "induction": induction_config, "long_copy": long_copy_config,
+                "selective_copy": selective_copy_config}
 # Tasks on which length extrapolation tests positions (agreement's longer distances only add
 # fillers): the extrapolation sweep trains on one of them.
 POSITION_TASKS = ("copy", "induction")
@@ -141,6 +143,20 @@ SCALES = {
                 "other": ({"hidden_size": 8, "d_model": 8, "state_size": 2},
                           {"hidden_size": 16, "d_model": 16, "state_size": 8}),
             },
+        },
+        "anchors": {
+            # Published directions reproduced at CPU size (experiments/anchors.py). Selective
+            # copying (configs/selective_copy.py; Gu & Dao 2023, Table 1): which table models are
+            # selective (input-dependent), linear time-invariant (LTI), or references. Smoke:
+            # one of each side, tiny, a few steps (the pipeline only).
+            "selective": ("s6",),
+            "lti": ("lru",),
+            "reference": (),
+            "task": {"context_len": 8, "copy_length": 2, "num_symbols": 4},
+            "steps": 5,  # one budget for every model: the comparison is at equal budget
+            "num_eval_batches": 1,  # of eval_batch_size
+            "sizes": {"s6": {"d_model": 8, "state_size": 2, "dt_rank": 1, "num_layers": 1},
+                      "lru": {"d_model": 8, "state_size": 4, "num_layers": 1}},
         },
         "complexity": {
             "width": 16,  # d for the sweep over n
@@ -243,6 +259,28 @@ SCALES = {
                           {"hidden_size": 64, "d_model": 64, "state_size": 16}),
             },
         },
+        "anchors": {
+            # Selective copying at C = 32, M = 8, A = 8, 2 layers of width 32 (Mamba's Table 1:
+            # L = 4096, 16 symbols, D = 64, 400k steps). Measured per training step (3 seeds,
+            # batch 32, CPU time under a load of 13): S6 (d 32, N 8) 191 ms, LRU 28 ms;
+            # compilation about 25 s of CPU per model.
+            "selective": ("s6", "mingru", "minlstm"),
+            "lti": ("lru", "conv"),
+            "reference": ("transformer", "lstm"),
+            "task": {"context_len": 32, "copy_length": 8, "num_symbols": 8},
+            "steps": 400,
+            "num_eval_batches": 2,  # 512 sequences (4096 scored symbols) per seed
+            # Per model (fields it declares), on top of the train sizes. The CNN's receptive
+            # field (kernel 8, dilations 1 and 8: 64) covers the 40 tokens.
+            "sizes": {"s6": {"d_model": 32, "state_size": 8, "dt_rank": 2, "num_layers": 2},
+                      "lru": {"d_model": 32, "state_size": 64, "num_layers": 2},
+                      "mingru": {"embed_dim": 32, "hidden_size": 64, "num_layers": 2},
+                      "minlstm": {"embed_dim": 32, "hidden_size": 64, "num_layers": 2},
+                      "conv": {"d_model": 32, "kernel_size": 8, "num_layers": 2},
+                      "transformer": {"d_model": 32, "num_heads": 2, "mlp_dim": 64,
+                                      "num_layers": 2},
+                      "lstm": {"embed_dim": 32, "hidden_size": 64, "num_layers": 2}},
+        },
         "complexity": {
             "width": 64,
             "lengths": (16, 32, 64, 128, 256, 512, 1024, 2048, 4096),
@@ -339,6 +377,25 @@ SCALES = {
                           {"hidden_size": 64, "d_model": 64, "state_size": 16}),
             },
         },
+        "anchors": {
+            # Selective copying at C = 64, M = 8, A = 8, 2 layers of width 64. ESTIMATE: S6 at
+            # d 64, N 16 measured 0.83 s of CPU per step at 3 seeds, C = 32: about 2.8 s at 5
+            # seeds and C = 64, so its 1500 steps take about an hour and a quarter of CPU.
+            "selective": ("s6", "mingru", "minlstm"),
+            "lti": ("lru", "conv"),
+            "reference": ("transformer", "lstm"),
+            "task": {"context_len": 64, "copy_length": 8, "num_symbols": 8},
+            "steps": 1500,
+            "num_eval_batches": 2,
+            "sizes": {"s6": {"d_model": 64, "state_size": 16, "dt_rank": 4, "num_layers": 2},
+                      "lru": {"d_model": 64, "state_size": 64, "num_layers": 2},
+                      "mingru": {"embed_dim": 64, "hidden_size": 128, "num_layers": 2},
+                      "minlstm": {"embed_dim": 64, "hidden_size": 128, "num_layers": 2},
+                      "conv": {"d_model": 64, "kernel_size": 9, "num_layers": 2},
+                      "transformer": {"d_model": 64, "num_heads": 4, "mlp_dim": 128,
+                                      "num_layers": 2},
+                      "lstm": {"embed_dim": 64, "hidden_size": 128, "num_layers": 2}},
+        },
         "complexity": {
             "width": 64,
             "lengths": (16, 32, 64, 128, 256, 512, 1024, 2048, 4096),
@@ -427,6 +484,24 @@ SCALES = {
                           {"hidden_size": 512, "d_model": 512, "state_size": 64}),
             },
         },
+        "anchors": {
+            # Selective copying at C = 256, M = 16, A = 16 (Mamba's vocabulary and 16 symbols),
+            # 2 layers of width 64 as in Table 1; still 16 times shorter than its L = 4096.
+            "selective": ("s6", "mingru", "minlstm"),
+            "lti": ("lru", "conv"),
+            "reference": ("transformer", "lstm"),
+            "task": {"context_len": 256, "copy_length": 16, "num_symbols": 14},
+            "steps": 20000,
+            "num_eval_batches": 4,
+            "sizes": {"s6": {"d_model": 64, "state_size": 16, "dt_rank": 4, "num_layers": 2},
+                      "lru": {"d_model": 64, "state_size": 64, "num_layers": 2},
+                      "mingru": {"embed_dim": 64, "hidden_size": 128, "num_layers": 2},
+                      "minlstm": {"embed_dim": 64, "hidden_size": 128, "num_layers": 2},
+                      "conv": {"d_model": 64, "kernel_size": 17, "num_layers": 2},
+                      "transformer": {"d_model": 64, "num_heads": 4, "mlp_dim": 128,
+                                      "num_layers": 2},
+                      "lstm": {"embed_dim": 64, "hidden_size": 128, "num_layers": 2}},
+        },
         "complexity": {
             "width": 128,
             "lengths": (16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384),
@@ -442,7 +517,8 @@ SCALES = {
 }
 
 SWEEPS = ("learning_rate", "long_range_copy", "long_range_agreement", "extrapolation", "capacity",
-          "capacity_copy")
+          "capacity_copy", "anchors_selective_copy")
+ANCHOR_ROLES = ("selective", "lti", "reference")  # the anchors block's tuples of table models
 
 
 def get_study(scale: str) -> config_dict.ConfigDict:
@@ -487,6 +563,8 @@ def _sweep_task(sweep: str, scale: str) -> str:
     return "mqar"
   if sweep == "capacity_copy":
     return "long_copy"
+  if sweep == "anchors_selective_copy":
+    return "selective_copy"
   if sweep == tuning.SWEEP:
     return SCALES[scale]["learning_rate"]["task"]
   return "copy" if sweep == "long_range_copy" else "agreement"
@@ -563,6 +641,9 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
   budget = "recurrent_steps" if recurrent else "parallel_steps"
   if name == "extrapolation":  # its own task and budget (a task that needs positions)
     config.num_train_steps = SCALES[scale]["extrapolation"][budget]
+  elif name == "anchors_selective_copy":  # one budget for all: Table 1 compares at equal budget
+    config.num_train_steps = SCALES[scale]["anchors"]["steps"]
+    config.num_eval_batches = SCALES[scale]["anchors"]["num_eval_batches"]
   else:
     config.num_train_steps = train[budget][task]
   # Evaluate at the end only: the analyses read the final model. Checkpoint there too, and
@@ -658,6 +739,8 @@ def _sweep_members(name: str, scale: str) -> list[dict]:
     return _capacity_members(table, scale)
   if name == "capacity_copy":
     return _long_copy_members(table, scale)
+  if name == "anchors_selective_copy":
+    return _anchor_members(scale)
   copy_length = _task("copy").copy_length
   prefix = _task("agreement").max_prefix
   if name == "long_range_copy":
@@ -706,3 +789,31 @@ def _long_copy_members(table, scale: str) -> list[dict]:
            "task.min_length": low, "task.max_length": high,
            **{f"task.{k}": v for k, v in capacity["long_copy"]["task"].items()}}
           for model in table for size in capacity_sizes(model, scale)]
+
+
+def anchor_models(scale: str) -> dict[str, tuple[str, ...]]:
+  """{role: table models} of the anchors block at `scale` (roles: ANCHOR_ROLES).
+
+  Raises:
+    ValueError: a name that is not a model of the table, or one named in two roles.
+  """
+  anchors = SCALES[scale]["anchors"]
+  chosen = {role: tuple(anchors[role]) for role in ANCHOR_ROLES}
+  seen: set[str] = set()
+  for role, names in chosen.items():
+    for name in names:
+      if name not in models.names():
+        raise ValueError(f"anchors.{role}: {name!r} at scale {scale!r} is not a model of the "
+                         f"table; allowed: {models.names()}.")
+      if name in seen:
+        raise ValueError(f"anchors.{role}: {name!r} at scale {scale!r} is named in two roles.")
+      seen.add(name)
+  return chosen
+
+
+def _anchor_members(scale: str) -> list[dict]:
+  """One selective-copy run per anchor model, at its anchor size, on the anchor's task."""
+  anchors = SCALES[scale]["anchors"]
+  task = {f"task.{k}": v for k, v in anchors["task"].items()}
+  return [{"model": name, **{f"model.{k}": v for k, v in anchors["sizes"].get(name, {}).items()},
+           **task} for names in anchor_models(scale).values() for name in names]
