@@ -23,6 +23,16 @@ from seqresearch.models.positional import alibi_bias, alibi_slopes, apply_rope
 _MASK_VALUE = -0.7 * float(jnp.finfo(jnp.float32).max)
 
 
+def float32_accumulation(dtype: jax.typing.DTypeLike) -> jax.lax.DotAlgorithmPreset | None:
+  """The `precision` of a matmul whose operands are `dtype` and whose result is float32.
+
+  bfloat16: BF16_BF16_F32, so the backward pass's matmuls (a float32 cotangent against a
+  bfloat16 operand) also run on bfloat16 operands instead of falling back to float32, as
+  `jax.nn.dot_product_attention` does (jax-ml/jax#24047). float32: None (the default).
+  """
+  return jax.lax.DotAlgorithmPreset.BF16_BF16_F32 if jnp.dtype(dtype) == jnp.bfloat16 else None
+
+
 def masked_softmax(logits: jax.Array, allowed: jax.Array | None) -> jax.Array:
   """softmax over the last axis where `allowed` (bool, broadcastable), in float32.
 
@@ -85,11 +95,14 @@ def dot_product_attention_head(q_TxK: jax.Array, k_SxK: jax.Array, v_SxK: jax.Ar
     whose mask allows no key, which are zero (output zero, zero gradient).
   """
   scale = 1.0 / math.sqrt(q_TxK.shape[-1])
-  logits_TxS = jnp.matmul(q_TxK, k_SxK.T, preferred_element_type=jnp.float32) * scale
+  precision = float32_accumulation(v_SxK.dtype)
+  logits_TxS = jnp.matmul(q_TxK, k_SxK.T, precision=precision,
+                          preferred_element_type=jnp.float32) * scale
   if bias_TxS is not None:
     logits_TxS = logits_TxS + bias_TxS
   w_TxS = masked_softmax(logits_TxS, mask_TxS)
-  out_TxK = jnp.matmul(w_TxS.astype(v_SxK.dtype), v_SxK, preferred_element_type=jnp.float32)
+  out_TxK = jnp.matmul(w_TxS.astype(v_SxK.dtype), v_SxK, precision=precision,
+                       preferred_element_type=jnp.float32)
   return out_TxK.astype(v_SxK.dtype), w_TxS
 
 
@@ -147,6 +160,7 @@ def chunked_causal_attention(q_BxTxHxK: jax.Array, k_BxTxHxK: jax.Array,
   q_BxHxTxK, k_BxHxTxK, v_BxHxTxK = (
       jnp.swapaxes(a, 1, 2) for a in (q_BxTxHxK, k_BxTxHxK, v_BxTxHxK))
   q_BxHxTxK = q_BxHxTxK * jnp.asarray(1.0 / math.sqrt(k_dim), q_BxHxTxK.dtype)
+  precision = float32_accumulation(v_BxTxHxK.dtype)
   bounds = sorted({round(i * t / num_chunks) for i in range(num_chunks + 1)})
   sizes = [hi - lo for lo, hi in zip(bounds[:-1], bounds[1:])]
   # Split (not sliced): the gradient of a split is a concatenation, of a slice a zero-padded
@@ -159,7 +173,7 @@ def chunked_causal_attention(q_BxTxHxK: jax.Array, k_BxTxHxK: jax.Array,
     k_prefix = jnp.concatenate(k_blocks[:i + 1], axis=2) if i else k_blocks[0]
     v_prefix = jnp.concatenate(v_blocks[:i + 1], axis=2) if i else v_blocks[0]
     logits_BxHxCxS = jnp.einsum("bhck,bhsk->bhcs", q_blocks[i], k_prefix,
-                                preferred_element_type=jnp.float32)
+                                precision=precision, preferred_element_type=jnp.float32)
     if alibi_slopes_H is not None:
       logits_BxHxCxS = logits_BxHxCxS + alibi_bias(alibi_slopes_H, lo + jnp.arange(c),
                                                    jnp.arange(hi))[None]
@@ -169,7 +183,7 @@ def chunked_causal_attention(q_BxTxHxK: jax.Array, k_BxTxHxK: jax.Array,
                  else allowed[None, None] & mask[:, None, lo:hi, :hi])
     w_BxHxCxS = masked_softmax(logits_BxHxCxS, allowed)
     outs.append(jnp.einsum("bhcs,bhsk->bhck", w_BxHxCxS.astype(v_prefix.dtype), v_prefix,
-                           preferred_element_type=jnp.float32))
+                           precision=precision, preferred_element_type=jnp.float32))
   out_BxHxTxK = jnp.concatenate(outs, axis=2) if len(outs) > 1 else outs[0]
   return jnp.swapaxes(out_BxHxTxK, 1, 2).astype(v_BxTxHxK.dtype)
 
@@ -204,13 +218,14 @@ def local_causal_attention(q_BxTxHxK: jax.Array, k_BxTxHxK: jax.Array, v_BxTxHxK
 
   # The matmuls run in the inputs' dtype with float32 accumulation; logits, softmax float32.
   q_BxNxRxHxK = blocks(q_BxTxHxK) * jnp.asarray(1.0 / math.sqrt(k_dim), q_BxTxHxK.dtype)
+  precision = float32_accumulation(v_BxTxHxK.dtype)
   k_BxNxRxHxK, v_BxNxRxHxK = blocks(k_BxTxHxK), blocks(v_BxTxHxK)
   # Keys of block j: blocks j - 1 (zeros before the start) and j.
   prev = lambda a: jnp.pad(a, ((0, 0), (1, 0), (0, 0), (0, 0), (0, 0)))[:, :-1]  # noqa: E731
   k_BxNx2RxHxK = jnp.concatenate([prev(k_BxNxRxHxK), k_BxNxRxHxK], axis=2)
   v_BxNx2RxHxK = jnp.concatenate([prev(v_BxNxRxHxK), v_BxNxRxHxK], axis=2)
   logits = jnp.einsum("bnqhk,bnshk->bnhqs", q_BxNxRxHxK, k_BxNx2RxHxK,
-                      preferred_element_type=jnp.float32)
+                      precision=precision, preferred_element_type=jnp.float32)
   t_NxR = jnp.arange(nb)[:, None] * r + jnp.arange(r)[None, :]  # query positions
   s_Nx2R = jnp.arange(nb)[:, None] * r - r + jnp.arange(2 * r)[None, :]  # key positions
   diff_NxRx2R = t_NxR[:, :, None] - s_Nx2R[:, None, :]
@@ -225,7 +240,7 @@ def local_causal_attention(q_BxTxHxK: jax.Array, k_BxTxHxK: jax.Array, v_BxTxHxK
     allowed = allowed[None] & m[:, rows[:, :, None], cols[:, None, :]][:, :, None]
   w = masked_softmax(logits, allowed)
   out_BxNxRxHxK = jnp.einsum("bnhqs,bnshk->bnqhk", w.astype(v_BxNx2RxHxK.dtype), v_BxNx2RxHxK,
-                             preferred_element_type=jnp.float32)
+                             precision=precision, preferred_element_type=jnp.float32)
   return out_BxNxRxHxK.reshape(b, nb * r, h, k_dim)[:, :t].astype(v_BxTxHxK.dtype)
 
 

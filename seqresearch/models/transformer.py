@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from seqresearch.models.attention import MultiHeadAttention
+from seqresearch.models.attention import MultiHeadAttention, float32_accumulation
 from seqresearch.models.config import TransformerSettings, compute_dtype_of
 
 
@@ -163,7 +163,9 @@ class TransformerLM(nnx.Module):
                             for _ in range(settings.num_layers)])
     self.final_norm = nnx.LayerNorm(settings.d_model, rngs=rngs)
     # A compute-dtype matmul accumulated into float32 logits.
-    self.readout = nnx.Linear(settings.d_model, vocab_size, dtype=compute_dtype_of(settings),
+    cdt = compute_dtype_of(settings)
+    self.readout = nnx.Linear(settings.d_model, vocab_size, dtype=cdt,
+                              precision=float32_accumulation(cdt),
                               preferred_element_type=jnp.float32, rngs=rngs)
 
   def embed(self, tokens_BxT: jax.Array) -> jax.Array:
