@@ -9,7 +9,7 @@ from types import ModuleType
 
 # learning_rate first: the control every later comparison rests on (each model's rate).
 NAMES = ("learning_rate", "long_range", "extrapolation", "gradient_path", "attention_maps",
-         "parallelism", "complexity", "capacity")
+         "parallelism", "complexity", "capacity", "anchors")
 
 
 def modules(names: tuple[str, ...] = NAMES) -> dict[str, ModuleType]:
