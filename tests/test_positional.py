@@ -142,6 +142,9 @@ def test_every_implementation_equals_the_reference_with_the_encoding(pos_encodin
     for m in (None, mask):
       reference = value_and_grad("vmap", window, m)
       _close(value_and_grad(impl, window, m), reference, 1e-5)
+  # Bidirectional: 'xla' against the reference (ALiBi's bias is then -m * |t - s|).
+  _close(_layer(pos_encoding, "xla")(x, mask, causal=False),
+         _layer(pos_encoding)(x, mask, causal=False), 1e-5)
   # The encoding changes the output (so the comparison above tests it).
   plain = _layer("none")(x, causal=True)
   assert float(jnp.abs(_layer(pos_encoding)(x, causal=True) - plain).max()) > 1e-3
