@@ -11,7 +11,8 @@ analyses them. One sweep can be run alone like any other:
 Sweep argument: sweep=NAME[,scale=smoke|quick|standard|full]. A member's argument puts its model in
 front (MODEL,sweep=NAME,scale=SCALE[,any.dotted.field=value]) and starts from the task's own
 config (configs.copy, configs.agreement, configs.mqar for the capacity sweep, the scale's
-extrapolation task: configs.induction or configs.copy), resized to the scale.
+extrapolation task: configs.induction or configs.copy, configs.selective_copy for the anchors),
+resized to the scale.
 
 Which models: every model of `seqresearch.models.MODELS` ('all'), or at the smoke scale the
 first model of each family ('one_per_family'), plus the explicit variants of a table model
@@ -262,8 +263,11 @@ SCALES = {
         "anchors": {
             # Selective copying at C = 32, M = 8, A = 8, 2 layers of width 32 (Mamba's Table 1:
             # L = 4096, 16 symbols, D = 64, 400k steps). Measured per training step (3 seeds,
-            # batch 32, CPU time under a load of 13): S6 (d 32, N 8) 191 ms, LRU 28 ms;
-            # compilation about 25 s of CPU per model.
+            # batch 32, CPU time under a load of 13): S6 (d 32, N 8) 191 ms, LRU 28 ms, CNN
+            # 29 ms, Transformer 39 ms, the others too little to measure; compilation about
+            # 20-25 s of CPU per model: about 270 s of CPU for the seven runs. A one-seed pilot
+            # (chance 0.125): S6 0.38 at step 400 (0.47 at 800), LRU 0.21 (0.32 at 800):
+            # the direction shows, neither solves the task at this budget.
             "selective": ("s6", "mingru", "minlstm"),
             "lti": ("lru", "conv"),
             "reference": ("transformer", "lstm"),
