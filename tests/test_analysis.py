@@ -224,7 +224,7 @@ def test_linear_rnn_gradient_is_w_to_the_k(w):
 ])
 def test_gradient_path_on_a_copy_batch(name, fields):
   settings = copy_task.CopySettings(num_symbols=4, copy_length=3, min_delay=4, max_delay=7)
-  batch = copy_task.make_batch(jax.random.key(0), settings, 6)
+  batch = settings.make_batch(jax.random.key(0), 6)
   model = build_model(model_settings(name, **fields), vocab_size=settings.vocab_size,
                       rngs=nnx.Rngs(0))
   pos_B, targets_B, dist_B = gradient_path.scored_positions(batch)
