@@ -330,7 +330,8 @@ def tables(results: dict[str, Any]) -> str:
           ". Feng et al. 2024, 2 layers (" + pub["feng_2024_evidence"] + "): " +
           "; ".join(f"{k} {v}" for k, v in pub["feng_2024_two_layers_percent"].items()) + "."]
   if results["spectra"]:
-    rows = [[variants.variant(n).label, c["quantity"], f"{c['measured']:.4g}", c["expected"],
+    rows = [[variants.variant(n).label, c["quantity"], stats.fmt(c["measured"], ".4g"),
+             c["expected"],
              "pass" if c["pass"] else "**fail**"]
             for n in variants.ordered(results["spectra"]) for c in results["spectra"][n]["checks"]]
     out += ["Spectra at initialisation, measured from the models this section trains, freshly "
