@@ -9,6 +9,10 @@ projection `Linear(H, G*H, use_bias=False)`, so a step is two matmuls whatever t
 The gate blocks along the G*H axis are, in order: rnn (candidate), lstm (i, f, g, o) as in
 Flax's `nnx.LSTMCell`, gru (r, z, n) as in Flax's `nnx.GRUCell`. Carries are float32.
 
+Mixed precision (`compute_dtype`): the two projections read their operands in the compute
+dtype (float32 weights cast at use) and sum their products in float32; the gate maths, the
+carry and the residuals of the batched VJP stay float32.
+
 A cell's gate maths is its `pointwise_fwd` (the step after the two matmuls, returning the
 residuals too); `pointwise` is the same function with the residuals dropped (XLA removes
 their computation), and `pointwise_bwd` its hand-written pullback for the batched VJP in
@@ -24,6 +28,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 from flax import nnx
+
+from seqresearch.models import precision
 
 # LSTM carry is (c, h); rnn and gru carry h.
 Carry = Any
@@ -62,8 +68,10 @@ class RecurrentCell(nnx.Module):
   xg_slots: tuple[int, ...] = (0,)
   hg_slots: tuple[int, ...] = (0,)
 
-  def __init__(self, in_features: int, hidden_size: int, *, rngs: nnx.Rngs):
+  def __init__(self, in_features: int, hidden_size: int, *, rngs: nnx.Rngs,
+               compute_dtype: str = "float32"):
     self.hidden_size = hidden_size
+    self.compute_dtype = compute_dtype  # the matmuls' operand dtype (see the module doc)
     g = self.num_gates
     self.input_proj = nnx.Linear(in_features, g * hidden_size, rngs=rngs)
     self.recurrent_proj = nnx.Linear(
@@ -75,8 +83,9 @@ class RecurrentCell(nnx.Module):
     return jnp.zeros((batch_size, self.hidden_size), jnp.float32)
 
   def project_input(self, x: jax.Array) -> jax.Array:
-    """Input projection with bias: x_BxI -> xg_BxGH, or x_TxBxI -> xg_TxBxGH when hoisted."""
-    return self.input_proj(x)
+    """Input projection with bias: x_BxI -> xg_BxGH, or x_TxBxI -> xg_TxBxGH when hoisted
+    (float32; operands in the compute dtype)."""
+    return precision.dense(self.input_proj, x, self.compute_dtype)
 
   def extra_params(self) -> Any:
     """Parameters `pointwise` needs besides the two projections (a pytree; () for none)."""
@@ -126,7 +135,9 @@ class RecurrentCell(nnx.Module):
     """One time step from the projected input. Returns (new carry, h_BxH)."""
     g = self.num_gates
     xg_G = tuple(jnp.split(xg_BxGH.astype(jnp.float32), g, axis=-1))
-    hg_G = tuple(jnp.split(self.recurrent_proj(self.hidden(carry)), g, axis=-1))
+    hg_BxGH = precision.matmul(self.hidden(carry), self.recurrent_proj.kernel[...],
+                               self.compute_dtype)
+    hg_G = tuple(jnp.split(hg_BxGH, g, axis=-1))
     return self.pointwise(self.extra_params(), carry, xg_G, hg_G)
 
   def __call__(self, carry: Carry, x_BxI: jax.Array) -> tuple[Carry, jax.Array]:
@@ -233,8 +244,9 @@ class GRUCell(RecurrentCell):
   # The candidate's recurrent part is gated by r: d hg_n = d z_n * r differs from d xg_n.
   xg_slots, hg_slots = (0, 1, 2), (0, 1, 3)
 
-  def __init__(self, in_features: int, hidden_size: int, *, rngs: nnx.Rngs):
-    super().__init__(in_features, hidden_size, rngs=rngs)
+  def __init__(self, in_features: int, hidden_size: int, *, rngs: nnx.Rngs,
+               compute_dtype: str = "float32"):
+    super().__init__(in_features, hidden_size, rngs=rngs, compute_dtype=compute_dtype)
     # b_hn sits inside the reset gate, so it cannot be folded into the input bias.
     self.candidate_bias = nnx.Param(jnp.zeros((hidden_size,), jnp.float32))
 

@@ -91,6 +91,10 @@ class RecurrentSettings:
       step by step inside the backward scan), 'batched' (a custom VJP forms them after the
       backward scan, one (T*B)-deep matmul each) or 'auto' (the backend's faster one). Same
       gradients up to float rounding.
+    compute_dtype: 'float32' or 'bfloat16' (mixed precision): the dtype of the matmul
+      operands (the input, recurrent and readout projections; products summed in float32).
+      Parameters, optimizer state, the carry (c, h), the gate nonlinearities, the custom
+      VJP's residuals and weight gradients, the logits, loss and metrics stay float32.
   """
 
   is_recurrent: ClassVar[bool] = True
@@ -106,8 +110,10 @@ class RecurrentSettings:
   hoist_input: bool | Literal["auto"] = "auto"
   unroll: int = 1
   weight_grads: Literal["auto", "autodiff", "batched"] = "auto"
+  compute_dtype: Literal["float32", "bfloat16"] = "float32"
 
   def __post_init__(self) -> None:
+    check_compute_dtype(self)
     if self.cell not in RECURRENT_CELLS:
       raise ValueError(f"model.cell={self.cell!r}: must be one of {RECURRENT_CELLS}.")
     check_positive(self, "embed_dim", "hidden_size", "num_layers", "unroll")

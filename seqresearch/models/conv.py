@@ -10,6 +10,11 @@ FLOPs. A stack of L layers sees L (k - 1) + 1 positions back with dilation 1 (ma
 length O(n / k) layers), or k^L with dilation k^l in layer l (WaveNet, van den Oord et al.
 2016; path O(log_k n)). The carry is the P most recent inputs of each layer, so chunked
 evaluation continues a sequence exactly.
+
+Mixed precision (`compute_dtype`): the convolution reads LN(x) and the float32 taps in the
+compute dtype and sums in float32; GELU runs in the compute dtype; the residual stream
+(kept float32, like Mamba's `residual_in_fp32`), the LayerNorm and the carried buffer are
+float32.
 """
 
 from __future__ import annotations
@@ -22,7 +27,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from seqresearch.models.config import check_positive
+from seqresearch.models import precision
+from seqresearch.models.config import check_compute_dtype, check_positive, compute_dtype_of
 
 DILATIONS = ("none", "exponential")
 
@@ -37,6 +43,9 @@ class ConvSettings:
     num_layers: L, stacked blocks.
     dilation: 'none' (every layer dilation 1: receptive field L (k - 1) + 1) or
       'exponential' (layer l has dilation k^l: receptive field k^L).
+    compute_dtype: 'float32' or 'bfloat16': the convolutions' and the readout's matmul
+      operands (float32 sums) and the GELU; parameters, the residual stream, LayerNorm, the
+      carried buffer, the logits, loss and metrics stay float32.
   """
 
   is_recurrent: ClassVar[bool] = True  # carry-based chunked evaluation (a buffer of inputs)
@@ -46,8 +55,10 @@ class ConvSettings:
   kernel_size: int = 4
   num_layers: int = 4
   dilation: Literal["none", "exponential"] = "exponential"
+  compute_dtype: Literal["float32", "bfloat16"] = "float32"
 
   def __post_init__(self) -> None:
+    check_compute_dtype(self)
     check_positive(self, "d_model", "kernel_size", "num_layers")
     if self.dilation not in DILATIONS:
       raise ValueError(f"model.dilation={self.dilation!r}: must be one of {DILATIONS}.")
@@ -95,6 +106,7 @@ class ConvLayer(nnx.Module):
     self.taps_KxDxD = nnx.Param(jax.random.normal(rngs.params(), (k, d, d)) / math.sqrt(k * d))
     self.bias_D = nnx.Param(jnp.zeros((d,), jnp.float32))
     self.dilation = k ** layer_index if settings.dilation == "exponential" else 1
+    self.compute_dtype = compute_dtype_of(settings).name
 
   def initial_carry(self, batch_size: int) -> jax.Array:
     """Zero buffer past_BxPxD of the P = (k - 1) * dilation most recent normalised inputs."""
@@ -105,6 +117,8 @@ class ConvLayer(nnx.Module):
     """(x + GELU(conv(LN(x))) _TxBxD, the buffer after the last step)."""
     shifted, carry = shifted_inputs(self.norm(x_TxBxD), carry, self.kernel_size, self.dilation)
     taps = self.taps_KxDxD[...]
-    y_TxBxD = sum(s @ taps[j] for j, s in enumerate(shifted)) + self.bias_D[...][None, None]
-    return x_TxBxD + jax.nn.gelu(y_TxBxD), carry
+    dtype = self.compute_dtype
+    y_TxBxD = sum(precision.matmul(s, taps[j], dtype) for j, s in enumerate(shifted))
+    y_TxBxD = (y_TxBxD + self.bias_D[...][None, None]).astype(dtype)
+    return x_TxBxD + jax.nn.gelu(y_TxBxD).astype(jnp.float32), carry
 

@@ -13,6 +13,11 @@ variance at init. B and C are complex Gaussians (variance 1/D and 1/N, half in e
 The block is the paper's: x + GLU(GELU(LRU(LayerNorm(x)))) with GLU(y) = W1 y * sigmoid(W2 y).
 The recurrence is linear, so it runs as a sequential or an associative scan
 (`linear_scan.linear_recurrence`, setting `scan`).
+
+Mixed precision (`compute_dtype`): the projections B u, C x and the GLU's read their
+operands in the compute dtype and sum in float32; GELU and the GLU gate run in the compute
+dtype; the complex state (complex64), lambda, gamma, the LayerNorm and the residual stream
+(float32, like Mamba's `residual_in_fp32`) do not.
 """
 
 from __future__ import annotations
@@ -26,7 +31,8 @@ import jax.numpy as jnp
 from flax import nnx
 
 from seqresearch.models import linear_scan
-from seqresearch.models.config import check_positive
+from seqresearch.models import precision
+from seqresearch.models.config import check_compute_dtype, check_positive, compute_dtype_of
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +47,9 @@ class LRUSettings:
     max_phase: arg(lambda) is drawn from [0, max_phase] at init (radians, <= 2 pi).
     scan: 'sequential', 'associative' (same values; O(T) vs O(log T) depth) or 'auto'
       (`linear_scan.SCAN_AUTO` for the backend).
+    compute_dtype: 'float32' or 'bfloat16': the matmul operands (B, C, GLU, readout; float32
+      sums) and the GELU/GLU activations; parameters, the complex64 state, LayerNorm, the
+      residual stream, the logits, loss and metrics stay float32.
   """
 
   is_recurrent: ClassVar[bool] = True
@@ -53,8 +62,10 @@ class LRUSettings:
   r_max: float = 0.99
   max_phase: float = 2 * math.pi
   scan: Literal["auto", "sequential", "associative"] = "auto"
+  compute_dtype: Literal["float32", "bfloat16"] = "float32"
 
   def __post_init__(self) -> None:
+    check_compute_dtype(self)
     check_positive(self, "d_model", "state_size", "num_layers")
     for name in ("r_min", "r_max", "max_phase"):
       value = getattr(self, name)
@@ -96,6 +107,7 @@ class LRULayer(nnx.Module):
       raise ValueError(f"LRU layer input width {in_features} != model.d_model={d}.")
     self.out_features, self.state_size = d, n
     self.scan_form = linear_scan.resolve_scan(settings.scan)
+    self.compute_dtype = compute_dtype_of(settings).name
     self.norm = nnx.LayerNorm(d, rngs=rngs)
     nu_log, theta_log = ring_init(rngs.params(), n, settings.r_min, settings.r_max,
                                   settings.max_phase)
@@ -118,16 +130,21 @@ class LRULayer(nnx.Module):
     return jnp.zeros((batch_size, self.state_size), jnp.complex64)
 
   def recurrence(self, u_TxBxD: jax.Array, carry: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """The LRU alone: (y_TxBxD = Re(C x) + D u, final state x_BxN)."""
+    """The LRU alone: (y_TxBxD = Re(C x) + D u float32, final state x_BxN complex64)."""
     u = u_TxBxD.astype(jnp.float32)
+    dtype = self.compute_dtype
     gamma_N = jnp.exp(self.gamma_log_N[...])
-    bu = (u @ self.b_re_DxN[...] + 1j * (u @ self.b_im_DxN[...])) * gamma_N[None, None]
+    bu = (precision.matmul(u, self.b_re_DxN[...], dtype)
+          + 1j * precision.matmul(u, self.b_im_DxN[...], dtype)) * gamma_N[None, None]
     x_TxBxN = linear_scan.linear_recurrence(self.lam()[None, None], bu, carry, self.scan_form)
-    y = x_TxBxN.real @ self.c_re_NxD[...] - x_TxBxN.imag @ self.c_im_NxD[...]
+    y = (precision.matmul(x_TxBxN.real, self.c_re_NxD[...], dtype)
+         - precision.matmul(x_TxBxN.imag, self.c_im_NxD[...], dtype))
     return y + self.skip_D[...][None, None] * u, x_TxBxN[-1]
 
   def scan(self, x_TxBxD: jax.Array, carry: jax.Array) -> tuple[jax.Array, jax.Array]:
     """(the block's output x_TxBxD, the LRU state after the last step)."""
     y_TxBxD, carry = self.recurrence(self.norm(x_TxBxD), carry.astype(jnp.complex64))
-    a, g = jnp.split(self.glu_in(jax.nn.gelu(y_TxBxD)), 2, axis=-1)
-    return x_TxBxD + a * jax.nn.sigmoid(g), carry
+    dtype = self.compute_dtype
+    glu_TxBx2D = precision.dense(self.glu_in, jax.nn.gelu(y_TxBxD.astype(dtype)), dtype, dtype)
+    a, g = jnp.split(glu_TxBx2D, 2, axis=-1)
+    return x_TxBxD + (a * jax.nn.sigmoid(g)).astype(jnp.float32), carry

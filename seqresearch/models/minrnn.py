@@ -13,6 +13,8 @@ log(1 - z) = -softplus(k), log z = -softplus(-k), and for minLSTM with
 delta = softplus(-k_f) - softplus(-k_i): log f' = -softplus(delta), log i' = -softplus(-delta).
 The associative form scans in log space (`linear_scan.log_linear_recurrence`); the sequential
 one steps in linear space. Layers stack like the GRU's: Embed(E) -> H -> ... -> readout.
+Mixed precision (`compute_dtype`): the input projection reads its operands in the compute
+dtype and sums in float32; the log coefficients, the recurrence and the state are float32.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ import jax.numpy as jnp
 from flax import nnx
 
 from seqresearch.models import linear_scan
-from seqresearch.models.config import check_positive
+from seqresearch.models import precision
+from seqresearch.models.config import check_compute_dtype, check_positive, compute_dtype_of
 
 MIN_CELLS = {"mingru": 2, "minlstm": 3}  # cell -> fused projections (gates + candidate)
 
@@ -40,6 +43,9 @@ class MinRNNSettings:
     hidden_size: width of every layer's state.
     num_layers: stacked layers.
     scan: 'sequential', 'associative' (log space; same values, O(log T) depth) or 'auto'.
+    compute_dtype: 'float32' or 'bfloat16': the matmul operands (input projections and
+      readout, float32 sums); parameters, the log coefficients, the state, the logits, loss
+      and metrics stay float32.
   """
 
   is_recurrent: ClassVar[bool] = True
@@ -50,8 +56,10 @@ class MinRNNSettings:
   hidden_size: int = 128
   num_layers: int = 2
   scan: Literal["auto", "sequential", "associative"] = "auto"
+  compute_dtype: Literal["float32", "bfloat16"] = "float32"
 
   def __post_init__(self) -> None:
+    check_compute_dtype(self)
     if self.cell not in MIN_CELLS:
       raise ValueError(f"model.cell={self.cell!r}: must be one of {tuple(MIN_CELLS)}.")
     check_positive(self, "embed_dim", "hidden_size", "num_layers")
@@ -82,6 +90,7 @@ class MinRNNLayer(nnx.Module):
     self.cell = settings.cell
     self.out_features = settings.hidden_size
     self.scan_form = linear_scan.resolve_scan(settings.scan)
+    self.compute_dtype = compute_dtype_of(settings).name
     self.input_proj = nnx.Linear(in_features, MIN_CELLS[settings.cell] * settings.hidden_size,
                                  rngs=rngs)
 
@@ -91,7 +100,8 @@ class MinRNNLayer(nnx.Module):
 
   def scan(self, x_TxBxI: jax.Array, carry: jax.Array) -> tuple[jax.Array, jax.Array]:
     """(h_TxBxH after every step, h_BxH after the last)."""
-    log_a, log_b = log_coefficients(self.cell, self.input_proj(x_TxBxI).astype(jnp.float32))
+    proj_TxBxGH = precision.dense(self.input_proj, x_TxBxI, self.compute_dtype)  # float32
+    log_a, log_b = log_coefficients(self.cell, proj_TxBxGH)
     h_TxBxH = linear_scan.log_linear_recurrence(log_a, log_b, carry.astype(jnp.float32),
                                                 self.scan_form)
     return h_TxBxH, h_TxBxH[-1]

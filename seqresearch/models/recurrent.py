@@ -5,6 +5,11 @@ nonlinear one (a fused-gate cell from `cells` scanned by `scans`).
 Legend:
   B batch, T time, V vocabulary, E embedding width, I a layer's input width,
   H a layer's output (state) width.
+
+Mixed precision (`settings.compute_dtype`, see `seqresearch.models.precision`): parameters
+and the embedding table stay float32; each layer casts what its matmuls read to the compute
+dtype and keeps its carry float32; the readout reads bfloat16 operands but sums in float32,
+so the logits handed to the loss are float32 whatever the compute dtype.
 """
 
 from __future__ import annotations
@@ -17,7 +22,8 @@ import jax.numpy as jnp
 from flax import nnx
 
 from seqresearch.models.cells import CELLS, Carry, ElmanCell, GRUCell, LSTMCell, RecurrentCell
-from seqresearch.models.config import RecurrentSettings
+from seqresearch.models import precision
+from seqresearch.models.config import RecurrentSettings, compute_dtype_of
 from seqresearch.models.scans import ScanParams, scan_autodiff, scan_batched
 
 __all__ = ["CELLS", "ElmanCell", "GRUCell", "LSTMCell", "RecurrentCell", "RecurrentLM",
@@ -49,7 +55,9 @@ class RecurrentLayer(nnx.Module):
 
   How the scan runs (same numbers, different speed) comes from the settings, "auto" resolved
   for `jax.default_backend()` when the layer is built: `hoist_input`, `unroll` and
-  `weight_grads` ('autodiff' or 'batched', see `seqresearch.models.scans`).
+  `weight_grads` ('autodiff' or 'batched', see `seqresearch.models.scans`). The matmuls run
+  in `compute_dtype` (inputs and float32 weights cast at use, float32 sums); the carry, the
+  gates and the outputs y (the hidden states) are float32.
   """
 
   def __init__(self, settings: RecurrentSettings, in_features: int, layer_index: int = 0, *,
@@ -60,7 +68,9 @@ class RecurrentLayer(nnx.Module):
     self.unroll = resolved.unroll
     self.weight_grads = resolved.weight_grads
     self.out_features = settings.hidden_size
-    self.cell = CELLS[settings.cell](in_features, settings.hidden_size, rngs=rngs)
+    self.compute_dtype = compute_dtype_of(settings).name
+    self.cell = CELLS[settings.cell](in_features, settings.hidden_size, rngs=rngs,
+                                     compute_dtype=self.compute_dtype)
     if isinstance(self.cell, LSTMCell):
       self.cell.init_gate_biases(
           forget_bias=settings.forget_bias, lstm_init=settings.lstm_init,
@@ -77,7 +87,9 @@ class RecurrentLayer(nnx.Module):
                    w_hh=cell.recurrent_proj.kernel[...], extra=cell.extra_params())
     carry = jax.tree.map(lambda a: a.astype(jnp.float32), carry)
     scan = scan_batched if self.weight_grads == "batched" else scan_autodiff
-    return scan(type(cell), self.hoist_input, self.unroll, p, carry, x_TxBxI)
+    # The scans run their matmuls in the dtype of x (see seqresearch.models.scans).
+    return scan(type(cell), self.hoist_input, self.unroll, p, carry,
+                x_TxBxI.astype(self.compute_dtype))
 
   def __call__(self, x_BxTxI: jax.Array, carry: Carry) -> tuple[jax.Array, Carry]:
     """Runs the cell over all T steps from `carry`.
@@ -104,11 +116,16 @@ class RecurrentLM(nnx.Module):
 
   The token embedding is initialised N(0, 1) (PyTorch's `nn.Embedding` default) so the
   first layer's lecun-normal input projection sees unit-variance inputs.
+
+  `settings.compute_dtype` (default float32 when the settings lack it): the layers' and the
+  readout's matmul operands; the embeddings, the final LayerNorm (statistics and output) and
+  the logits are float32.
   """
 
   def __init__(self, settings: Any, *, vocab_size: int, rngs: nnx.Rngs,
                layer: Callable[..., ScanLayer] = RecurrentLayer):
     self.settings = settings
+    self.compute_dtype = compute_dtype_of(settings).name
     self.embedding = nnx.Embed(
         vocab_size, settings.embed_dim,
         embedding_init=nnx.initializers.normal(1.0), rngs=rngs)
@@ -144,7 +161,9 @@ class RecurrentLM(nnx.Module):
       new_state.append(carry)
     if self.final_norm is not None:
       h_TxBxH = self.final_norm(h_TxBxH)
-    logits_BxTxV = jnp.swapaxes(self.readout(h_TxBxH), 0, 1).astype(jnp.float32)
+    # bfloat16 operands, float32 sums: the logits are float32 for the loss and the metrics.
+    logits_TxBxV = precision.dense(self.readout, h_TxBxH, self.compute_dtype)
+    logits_BxTxV = jnp.swapaxes(logits_TxBxV, 0, 1)
     return logits_BxTxV, tuple(new_state)
 
   def from_embeddings(self, x_BxTxE: jax.Array) -> jax.Array:

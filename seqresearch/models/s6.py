@@ -14,6 +14,11 @@ S4D-real initialisation A[e, n] = -(n + 1); b_dt is set so that softplus(b_dt) i
 log-uniform in [dt_min, dt_max] (their App. on Delta initialisation). The recurrence is
 linear in h, so it runs as a sequential or an associative scan (setting `scan`). The carry
 is the convolution's last k - 1 inputs and the state h_BxExN.
+
+Mixed precision (`compute_dtype`): in_proj, x_proj, dt_proj and out_proj read their operands
+in the compute dtype and sum in float32; the convolution, SiLU and the output gate run in
+the compute dtype; the selective scan (Delta, exp(Delta A), B u, h, C h) runs in float32 as
+in Mamba's kernels, and so do the LayerNorm and the residual stream (`residual_in_fp32`).
 """
 
 from __future__ import annotations
@@ -27,7 +32,8 @@ import jax.numpy as jnp
 from flax import nnx
 
 from seqresearch.models import linear_scan
-from seqresearch.models.config import check_positive
+from seqresearch.models import precision
+from seqresearch.models.config import check_compute_dtype, check_positive, compute_dtype_of
 from seqresearch.models.conv import shifted_inputs
 
 
@@ -44,6 +50,9 @@ class S6Settings:
     dt_min, dt_max: range of softplus(b_dt) at init (log-uniform), in units of steps.
     num_layers: stacked blocks.
     scan: 'sequential', 'associative' (same values; O(T) vs O(log T) depth) or 'auto'.
+    compute_dtype: 'float32' or 'bfloat16': the projections' matmul operands (float32 sums)
+      and the convolution, SiLU and gate activations; parameters, the selective scan and its
+      state, LayerNorm, the residual stream, the logits, loss and metrics stay float32.
   """
 
   is_recurrent: ClassVar[bool] = True
@@ -58,8 +67,10 @@ class S6Settings:
   dt_max: float = 0.1
   num_layers: int = 2
   scan: Literal["auto", "sequential", "associative"] = "auto"
+  compute_dtype: Literal["float32", "bfloat16"] = "float32"
 
   def __post_init__(self) -> None:
+    check_compute_dtype(self)
     check_positive(self, "d_model", "state_size", "expand", "conv_kernel", "dt_rank",
                    "num_layers")
     for name in ("dt_min", "dt_max"):
@@ -88,6 +99,7 @@ class S6Layer(nnx.Module):
       raise ValueError(f"S6 layer input width {in_features} != model.d_model={d}.")
     self.out_features, self.inner, self.state_size, self.conv_kernel = d, e, n, k
     self.scan_form = linear_scan.resolve_scan(settings.scan)
+    self.compute_dtype = compute_dtype_of(settings).name
     self.norm = nnx.LayerNorm(d, rngs=rngs)
     self.in_proj = nnx.Linear(d, 2 * e, use_bias=False, rngs=rngs)
     self.conv_KxE = nnx.Param(jax.random.uniform(rngs.params(), (k, e), minval=-1.0,
@@ -114,13 +126,20 @@ class S6Layer(nnx.Module):
     """(the block's output x_TxBxD, the carry after the last step)."""
     past, h0_BxExN = carry
     n, r = self.state_size, self.dt_proj.in_features
-    x_in, z = jnp.split(self.in_proj(self.norm(x_TxBxD)).astype(jnp.float32), 2, axis=-1)
+    dtype = self.compute_dtype
+    x_in, z = jnp.split(precision.dense(self.in_proj, self.norm(x_TxBxD), dtype, dtype), 2,
+                        axis=-1)
+    # The carried conv inputs are float32; this chunk's are cast back to the compute dtype.
     shifted, past = shifted_inputs(x_in, past, self.conv_kernel, 1)
-    taps = self.conv_KxE[...]
+    past = past.astype(jnp.float32)
+    taps = self.conv_KxE[...].astype(dtype)
     conv_TxBxE = sum(s * taps[j][None, None] for j, s in enumerate(shifted))
-    u_TxBxE = jax.nn.silu(conv_TxBxE + self.conv_bias_E[...][None, None])
-    dt_r, b_TxBxN, c_TxBxN = jnp.split(self.x_proj(u_TxBxE), [r, r + n], axis=-1)
-    delta_TxBxE = jax.nn.softplus(self.dt_proj(dt_r) + self.dt_bias_E[...][None, None])
+    u_TxBxE = jax.nn.silu(conv_TxBxE + self.conv_bias_E[...][None, None].astype(dtype))
+    dt_r, b_TxBxN, c_TxBxN = jnp.split(precision.dense(self.x_proj, u_TxBxE, dtype),
+                                       [r, r + n], axis=-1)  # float32
+    delta_TxBxE = jax.nn.softplus(precision.dense(self.dt_proj, dt_r, dtype)
+                                  + self.dt_bias_E[...][None, None])
+    u_TxBxE = u_TxBxE.astype(jnp.float32)  # the selective scan runs in float32
     a_ExN = -jnp.exp(self.a_log_ExN[...])
     delta_a = delta_TxBxE[..., None] * a_ExN[None, None]  # TxBxExN
     a_bar = jnp.exp(delta_a)  # zero-order hold; expm1 keeps small steps exact
@@ -128,5 +147,5 @@ class S6Layer(nnx.Module):
     h_TxBxExN = linear_scan.linear_recurrence(a_bar, b_bar_u, h0_BxExN.astype(jnp.float32),
                                               self.scan_form)
     y_TxBxE = jnp.einsum("tben,tbn->tbe", h_TxBxExN, c_TxBxN) + self.skip_E[...][None, None] * u_TxBxE
-    out_TxBxD = self.out_proj(y_TxBxE * jax.nn.silu(z))
+    out_TxBxD = precision.dense(self.out_proj, y_TxBxE.astype(dtype) * jax.nn.silu(z), dtype)
     return x_TxBxD + out_TxBxD, (past, h_TxBxExN[-1])

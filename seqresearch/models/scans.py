@@ -8,6 +8,12 @@ Legend:
 `seqresearch.models.cells`), the parameters as a `ScanParams`, the carry and x_TxBxI, and
 return (y_TxBxH, final carry). They compute the same values; their gradients differ only in
 how the weight gradients are formed.
+
+Mixed precision: the matmuls run in x_TxBxI's dtype (the layer casts its input to the compute
+dtype, bfloat16 or float32): the float32 weights are cast to it at use, and the products are
+summed in float32 (`precision.matmul`). The carry, y_TxBxH, the gate maths and the batched
+VJP's residuals are float32, and the weight gradients come back float32 like the parameters
+(the batched VJP forms them as bfloat16-operand matmuls with float32 sums).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from seqresearch.models import precision
 from seqresearch.models.cells import Carry, RecurrentCell
 
 # Two forms of one computation. "autodiff": `jax.lax.scan` over the step, differentiated by
@@ -59,21 +66,24 @@ def _gates(a_BxGH: jax.Array, num_gates: int) -> tuple[jax.Array, ...]:
 
 def _hoisted_projection(p: ScanParams, x_TxBxI: jax.Array, num_gates: int,
                         bias: bool) -> tuple[jax.Array, ...]:
-  """The input projection of every step as G separate xg_TxBxH arrays."""
+  """The input projection of every step as G separate float32 xg_TxBxH arrays."""
   w_IxGxH = p.w_ih.reshape(p.w_ih.shape[0], num_gates, -1)
   b_GxH = p.b.reshape(num_gates, -1)
-  return tuple((x_TxBxI @ w_IxGxH[:, k] + (b_GxH[k][None, None] if bias else 0.0)).astype(jnp.float32)
-               for k in range(num_gates))
+  return tuple(precision.linear(x_TxBxI, w_IxGxH[:, k], b_GxH[k] if bias else None,
+                                x_TxBxI.dtype) for k in range(num_gates))
 
 
 def scan_autodiff(cell: type[RecurrentCell], hoist: bool, unroll: int, p: ScanParams,
                    carry: Carry, x_TxBxI: jax.Array) -> tuple[jax.Array, Carry]:
   """The reference form: a plain scan, differentiated by JAX. Returns (y_TxBxH, carry)."""
-  g = cell.num_gates
+  g, dtype = cell.num_gates, x_TxBxI.dtype
 
+  # `precision.matmul` casts the float32 weights at use and returns their gradient in
+  # float32, so the backward scan sums the steps' weight gradients in float32.
   def body(carry: Carry, x_t: Any) -> tuple[Carry, jax.Array]:
-    xg_G = x_t if hoist else _gates((x_t @ p.w_ih + p.b[None]).astype(jnp.float32), g)
-    return cell.pointwise(p.extra, carry, xg_G, _gates(cell.hidden(carry) @ p.w_hh, g))
+    xg_G = x_t if hoist else _gates(precision.linear(x_t, p.w_ih, p.b, dtype), g)
+    hg_BxGH = precision.matmul(cell.hidden(carry), p.w_hh, dtype)
+    return cell.pointwise(p.extra, carry, xg_G, _gates(hg_BxGH, g))
 
   xs = _hoisted_projection(p, x_TxBxI, g, bias=True) if hoist else x_TxBxI
   carry, y_TxBxH = jax.lax.scan(body, carry, xs, unroll=unroll)
@@ -89,15 +99,16 @@ def scan_batched(cell: type[RecurrentCell], hoist: bool, unroll: int, p: ScanPar
 
 def _scan_batched_fwd(cell: type[RecurrentCell], hoist: bool, unroll: int, p: ScanParams,
                       carry0: Carry, x_TxBxI: jax.Array) -> tuple[tuple[jax.Array, Carry], Any]:
-  g = cell.num_gates
+  g, dtype = cell.num_gates, x_TxBxI.dtype
   b_GxH = p.b.reshape(g, -1)
+  w_hh = p.w_hh.astype(dtype)  # no gradient flows through this function: cast once
 
   def body(carry: Carry, x_t: Any) -> tuple[Carry, Any]:
     if hoist:  # the bias is added here, in the step's elementwise fusion: one pass less
       xg_G = tuple(x + b_GxH[k][None] for k, x in enumerate(x_t))
     else:
-      xg_G = _gates((x_t @ p.w_ih + p.b[None]).astype(jnp.float32), g)
-    hg_G = _gates(cell.hidden(carry) @ p.w_hh, g)
+      xg_G = _gates(precision.linear(x_t, p.w_ih, p.b, dtype), g)
+    hg_G = _gates(precision.matmul(cell.hidden(carry), w_hh, dtype), g)
     carry, h_BxH, res_t = cell.pointwise_fwd(p.extra, carry, xg_G, hg_G)
     return carry, (h_BxH, res_t)
 
@@ -116,7 +127,8 @@ def _scan_batched_bwd(cell: type[RecurrentCell], hoist: bool, unroll: int, resid
   hprev_TxBxH = jnp.concatenate([cell.hidden(carry0)[None], y_TxBxH[:-1]], axis=0)
   # hidden() only selects from the carry, so its pullback routes dh into the carry cotangent.
   _, hidden_pullback = jax.vjp(cell.hidden, carry0)
-  w_hh_GHxH = p.w_hh.T
+  dtype = x_TxBxI.dtype  # the compute dtype of every matmul (see the module docstring)
+  w_hh_GHxH = p.w_hh.T.astype(dtype)
 
   # Which gate gradients leave the loop: all of d hg as one BxGH array (the matmul's operand
   # anyway: one stacked write per step instead of G), and the d xg blocks that differ from
@@ -131,7 +143,7 @@ def _scan_batched_bwd(cell: type[RecurrentCell], hoist: bool, unroll: int, resid
     res_t, h_prev_BxH, dy_BxH = step_in
     dextra_t, dcarry_prev, dz = cell.pointwise_bwd(p.extra, res_t, h_prev_BxH, dcarry, dy_BxH)
     dhg_BxGH = jnp.concatenate([dz[k] for k in cell.hg_slots], axis=-1)
-    (dcarry_h,) = hidden_pullback(dhg_BxGH @ w_hh_GHxH)
+    (dcarry_h,) = hidden_pullback(precision.matmul(dhg_BxGH, w_hh_GHxH, dtype))
     dcarry_prev = jax.tree.map(jnp.add, dcarry_prev, dcarry_h)
     out = (dhg_BxGH, tuple(dz[cell.xg_slots[k]] for k in xg_only))
     return (dcarry_prev, jax.tree.map(jnp.add, dextra, dextra_t)), out
@@ -140,7 +152,7 @@ def _scan_batched_bwd(cell: type[RecurrentCell], hoist: bool, unroll: int, resid
   (dcarry0, dextra), (dhg_TxBxGH, dxg_only) = jax.lax.scan(
       body, (dcarry, dextra0), (res_R, hprev_TxBxH, dy_TxBxH), reverse=True, unroll=unroll)
   n, h = t_len * b, hprev_TxBxH.shape[-1]  # the weight gradients: (T*B)-deep matmuls
-  x_NxI = x_TxBxI.reshape(n, i).astype(jnp.float32)
+  x_NxI = x_TxBxI.reshape(n, i)
   dhg_NxGH = dhg_TxBxGH.reshape(n, -1)
   if xg_only:  # d xg: d hg with the differing blocks swapped in (once, after the loop)
     blocks = [dhg_NxGH[:, k * h:(k + 1) * h] for k in range(cell.num_gates)]
@@ -149,13 +161,14 @@ def _scan_batched_bwd(cell: type[RecurrentCell], hoist: bool, unroll: int, resid
     dxg_NxGH = jnp.concatenate(blocks, axis=-1)
   else:
     dxg_NxGH = dhg_NxGH
+  # Float32 results (products summed in float32) cast to the parameters' dtype (float32).
   grads = ScanParams(
-      w_ih=(x_NxI.T @ dxg_NxGH).astype(p.w_ih.dtype),
+      w_ih=precision.matmul(x_NxI.T, dxg_NxGH, dtype, p.w_ih.dtype),
       b=dxg_NxGH.sum(0).astype(p.b.dtype),
-      w_hh=(hprev_TxBxH.reshape(n, h).T @ dhg_NxGH).astype(p.w_hh.dtype),
+      w_hh=precision.matmul(hprev_TxBxH.reshape(n, h).T, dhg_NxGH, dtype, p.w_hh.dtype),
       extra=dextra)
-  dx_NxI = dxg_NxGH @ p.w_ih.astype(jnp.float32).T
-  return grads, dcarry0, dx_NxI.reshape(t_len, b, i).astype(x_TxBxI.dtype)
+  dx_NxI = precision.matmul(dxg_NxGH, p.w_ih.T, dtype, x_TxBxI.dtype)
+  return grads, dcarry0, dx_NxI.reshape(t_len, b, i)
 
 
 scan_batched.defvjp(_scan_batched_fwd, _scan_batched_bwd)
