@@ -47,7 +47,9 @@ def _layer_value_and_grads(layer: recurrent.RecurrentLayer, x_BxTxI, carry0, key
   return run(params, x_BxTxI, carry0)
 
 
-@pytest.mark.parametrize("cell", CELLS)
+# The LSTM by default; every cell in the slow suite (13-18 CPU-s each).
+@pytest.mark.parametrize("cell", [c if c == "lstm" else pytest.param(c, marks=pytest.mark.slow)
+                                  for c in CELLS])
 def test_batched_weight_grads_equal_autodiff(cell):
   b, t, i, h = 3, 7, 5, 6
   x_BxTxI = jax.random.normal(jax.random.key(1), (b, t, i))
@@ -138,7 +140,7 @@ def _transformer_value_and_grads(causal: bool, **fields):
   return run(params, x_BxTxD)
 
 
-@pytest.mark.parametrize("causal", [True, False])
+@pytest.mark.parametrize("causal", [pytest.param(True, marks=pytest.mark.slow), False])  # 19 CPU-s
 def test_transformer_fast_paths_equal_the_reference(causal):
   reference = _transformer_value_and_grads(causal, attention="vmap", mlp="autodiff")
   fast = [dict(attention="xla", mlp="custom_vjp")]
@@ -176,7 +178,9 @@ def _mha_value_and_grads(implementation: str, window: int | None, mask, t: int =
   return jax.jit(run)(params, x_BxTxD)
 
 
-@pytest.mark.parametrize("window", [None, 1, 4, 20])
+# Full attention by default; the windows in the slow suite (about 20 CPU-s each).
+@pytest.mark.parametrize("window", [None, *(pytest.param(w, marks=pytest.mark.slow)
+                                            for w in (1, 4, 20))])
 def test_every_attention_implementation_equals_the_reference_with_masks_and_windows(window):
   """Causal, with and without a per-example padding mask (a query left with no key among
   them), with and without a local window (13 positions: uneven blocks of 4)."""
@@ -206,6 +210,7 @@ def test_local_attention_blocked_model_equals_the_band_masked_reference():
     model_settings("local_attention", attention="chunked")
 
 
+@pytest.mark.slow  # 17-27 CPU-s
 def test_chunked_causal_attention_equals_masked_attention_for_any_chunking():
   q, k, v = (jax.random.normal(key, (2, 10, 3, 4)) for key in
              jax.random.split(jax.random.key(0), 3))
@@ -270,6 +275,7 @@ print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 10)
 """
 
 
+@pytest.mark.slow  # 17-27 CPU-s
 @pytest.mark.skipif(host_memory._mallopt() is None,  # pylint: disable=protected-access
                     reason="host_allocator='keep' needs glibc's mallopt (Linux)")
 def test_host_allocator_keep_reuses_memory_instead_of_faulting_in_fresh_pages():
@@ -289,6 +295,7 @@ def test_host_allocator_keep_reuses_memory_instead_of_faulting_in_fresh_pages():
   assert faults["keep"] < 0.05 * faults["system"], faults
 
 
+@pytest.mark.slow  # 17-27 CPU-s
 def test_target_nll_equals_the_gather_with_its_gradient():
   """The one-hot pick (flat compile time in T) computes exactly what the gather does."""
   from seqresearch import evaluation  # pylint: disable=g-import-not-at-top

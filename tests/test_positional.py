@@ -181,6 +181,7 @@ def test_bfloat16_runs_every_implementation_close_to_float32(pos_encoding):
 
 
 # The fast implementations equal the reference (tests above); the model uses its default one.
+@pytest.mark.slow  # compiles and trains/differentiates whole models (10-13 CPU-s each)
 @pytest.mark.parametrize("name", ["transformer", "local_attention"])
 def test_model_is_causal_and_token_gradients_flow_with_rope_and_alibi(name):
   tokens = jax.random.randint(jax.random.key(12), (1, 14), 0, 7)
@@ -215,6 +216,7 @@ def test_a_bad_pos_encoding_is_one_line_naming_the_field_and_the_allowed_values(
     model(jnp.zeros((1, 9), jnp.int32))
 
 
+@pytest.mark.slow  # compiles and trains/differentiates whole models (10-13 CPU-s each)
 @pytest.mark.parametrize("name", ["transformer", "local_attention"])
 def test_a_tiny_model_trains_with_rope_and_alibi(name):
   e = models.entry(name)
