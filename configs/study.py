@@ -8,11 +8,20 @@ analyses them. One sweep can be run alone like any other:
   python scripts/sweep.py --config=configs/study.py:sweep=long_range_copy,scale=quick \
       --workdir=runs/study-quick/runs/long_range_copy --parallel=2
 
-Sweep argument: sweep=NAME[,scale=smoke|quick|standard|full]. A member's argument puts its model in
-front (MODEL,sweep=NAME,scale=SCALE[,any.dotted.field=value]) and starts from the task's own
-config (configs.copy, configs.agreement, configs.mqar for the capacity sweep, the scale's
-extrapolation task: configs.induction or configs.copy, configs.selective_copy for the anchors),
-resized to the scale.
+Sweep argument: sweep=NAME[,scale=smoke|quick|standard|full][,learning_rates=PATH]. A member's
+argument puts its model in front (MODEL,sweep=NAME,scale=SCALE[,any.dotted.field=value]) and
+starts from the task's own config (configs.copy, configs.agreement, configs.mqar for the
+capacity sweep, configs.long_copy for capacity_copy, the scale's extrapolation task:
+configs.induction or configs.copy, configs.selective_copy for the anchors, the pilot's task for
+learning_rate), resized to the scale.
+
+Learning rates: at a scale whose `learning_rate.rates` holds two or more values (standard,
+full), the `learning_rate` sweep trains every table model and long-range variant at each rate
+on one pilot task; the study (seqresearch.study.runner) trains it first, picks each variant's
+rate (seqresearch.study.tuning: lowest mean final loss over seeds) into
+<workdir>/learning_rates.json, and every other sweep of the scale needs that file
+(learning_rates=PATH) and trains each variant at its rate (a variant not in the pilot: its
+model's). Smoke and quick train each model at its table rate.
 
 Which models: every model of `seqresearch.models.MODELS` ('all'), or at the smoke scale the
 first model of each family ('one_per_family'), plus the explicit variants of a table model
@@ -21,9 +30,12 @@ named per experiment (`seqresearch.study.variants.EXTRA`: lstm_chrono, transform
 its family below, or of "other" for a family not listed (at the smoke scale: its table `tiny`).
 
 Scales:
-  smoke  tiny models and tens of steps: checks the pipeline only (a banner, no verdicts).
-  quick  the whole report in about 20 minutes on a 2-core CPU; shows each effect's direction.
-  full   the sizes and budgets the conclusions should rest on; meant for an accelerator.
+  smoke     tiny models and tens of steps: checks the pipeline only (a banner, no verdicts).
+  quick     the whole report in about 20 minutes on a 2-core CPU; shows each effect's direction.
+  standard  what the conclusions rest on without an accelerator: 5 seeds, tuned learning rates,
+            agreement to distance 100; about 3 hours on a 2-core CPU, in resumable pieces
+            (see its comment below).
+  full      the sizes and budgets of an accelerator.
 """
 
 from typing import Any
@@ -298,26 +310,52 @@ SCALES = {
         },
     },
     "standard": {
-        # What the conclusions rest on without an accelerator: >= 5 seeds, every model at the
-        # learning rate its pilot chose, agreement to distance 100, capacity with long copy.
-        # ESTIMATE
+        # What the conclusions rest on without an accelerator: 5 seeds, every model at the rate
+        # its pilot chose (learning_rate), agreement to distance 100 with the chrono-LSTM,
+        # capacity with long-string copy. Run it in resumable pieces (finished runs are
+        # skipped, a killed run resumes from its last checkpoint, every 250 steps):
+        #   W=runs/study-standard
+        #   python scripts/report.py --scale=standard --workdir=$W --experiments=learning_rate
+        #   python scripts/report.py --scale=standard --workdir=$W --experiments=long_range
+        #   python scripts/report.py --scale=standard --workdir=$W --experiments=capacity
+        #   python scripts/report.py --scale=standard --workdir=$W   # the rest, every analysis
+        # ESTIMATE (2026-11-29, not a run of the study): process CPU time of a few train steps,
+        # of the compiles and of one 18 x 256 evaluation, measured per model at these sizes at
+        # T = 105 and 5 seeds (lstm 185 ms a step, rnn 104, gru 166, minGRU 206, minLSTM 235,
+        # LRU ~110, S6 785, conv 323, transformer 865, local attention 937; compile + eval
+        # 25-70 s a run), scaled linearly to each run's T and seed count (checked: LSTM at
+        # T = 25 and 3 seeds measured 24.5 ms against 26.4 predicted; 1 seed 34.6 ms against
+        # 37), summed over every member of every sweep: learning_rate 33 runs 1630 CPU-s,
+        # long_range_copy 33 runs 3470, long_range_agreement 11 runs 2330, capacity 40 runs
+        # 1420, capacity_copy 20 runs 1240 — 10090 CPU-s, 1.4 h on the 2 cores (two runs at
+        # a time); the other sweeps of this scale (extrapolation, about 2670 CPU-s at its
+        # budgets, anchors, see its block) and the analyses (parallelism is timed alone) come
+        # on top: about 3 h in all. Measured with build.build_run + steps.make_train_step and
+        # time.process_time on the shared machine at load 7-18: an idle one should be faster.
         "pipeline_check_only": False,
         "models": "all",
         "train": {
             "num_seeds": 5,
             "batch_size": 32,
             # 18 x 256 = 4608 examples per seed: 512 per agreement cell (bins of 10 distances,
-            # 11 .. 100), per long-copy cell (bins of 8 lengths, 9 .. 32: 576), and all of them
-            # behind a copy or MQAR run's one distance.
+            # 11 .. 100), 1152 strings per long-copy cell (bins of 4 lengths, 5 .. 20), and all
+            # of them behind a copy or MQAR run's one distance.
             "eval_batch_size": 256,
             "num_eval_batches": 18,
-            "recurrent_steps": {"copy": 600, "agreement": 1500, "mqar": 300, "long_copy": 300},
-            "parallel_steps": {"copy": 400, "agreement": 400, "mqar": 200, "long_copy": 200},
+            "recurrent_steps": {"copy": 500, "agreement": 1000, "mqar": 400, "long_copy": 500},
+            "parallel_steps": {"copy": 300, "agreement": 300, "mqar": 400, "long_copy": 500},
             "warmup_steps": 30,
             "checkpoint_every_steps": 250,
             "sizes": {
                 "recurrent": {"embed_dim": 32, "hidden_size": 64},
                 "attention": {"d_model": 64, "num_heads": 4, "mlp_dim": 128, "num_layers": 2},
+                # Sized to this CPU: one layer, as the recurrent family. Measured step CPU time
+                # (5 seeds, T = 105): S6 at d_model 64, N = 16, expand 2, two layers ~18 s (one
+                # layer 3.7 s), at d_model 32, N = 8, expand 1, one layer 0.8 s (LSTM: 0.19 s).
+                # State per layer: LRU 2·8 floats, S6 E·N = 256 (+ conv inputs), minGRU and
+                # minLSTM 64 (LSTM: 128).
+                "linear_recurrence": {"embed_dim": 32, "hidden_size": 64, "d_model": 32,
+                                      "state_size": 8, "expand": 1, "num_layers": 1},
                 "other": {"embed_dim": 32, "hidden_size": 64, "d_model": 64, "num_heads": 4,
                           "mlp_dim": 128, "num_layers": 2},
             },
@@ -354,11 +392,11 @@ SCALES = {
         },
         "learning_rate": {
             # Every table model and long-range variant at each rate, on agreement at distances
-            # 11 .. 30, at the agreement budget of this scale; the rate with the lowest mean
+            # 11 .. 20, at the agreement budget of this scale; the rate with the lowest mean
             # final loss over the pilot's seeds is used everywhere (seqresearch.study.tuning).
             "rates": (3e-4, 1e-3, 3e-3),
             "task": "agreement",  # the pilot task, trained at its budget of this scale
-            "task_fields": {"min_distance": 11, "max_distance": 30, "max_nouns": 3,
+            "task_fields": {"min_distance": 11, "max_distance": 20, "max_nouns": 3,
                             "max_attractors": 3},
             "num_seeds": 3,  # seeds per pilot run
         },
@@ -366,7 +404,7 @@ SCALES = {
             # Long-string copy (configs/long_copy.py; Jelassi et al. 2024): one run per model and
             # size, strings of every length L in `lengths` (uniform); accuracy by L in bins of
             # `bin_width` lengths.
-            "long_copy": {"lengths": (9, 32), "bin_width": 8, "task": {"num_symbols": 8}},
+            "long_copy": {"lengths": (5, 20), "bin_width": 4, "task": {"num_symbols": 8}},
             "pairs": (2, 4),
             "length": 16,
             "task": {"num_keys": 16, "num_values": 16},
