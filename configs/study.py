@@ -350,8 +350,9 @@ SCALES = {
                 "recurrent": {"embed_dim": 32, "hidden_size": 64},
                 "attention": {"d_model": 64, "num_heads": 4, "mlp_dim": 128, "num_layers": 2},
                 # Sized to this CPU: one layer, as the recurrent family. Measured step CPU time
-                # (5 seeds, T = 105): S6 at d_model 64, N = 16, expand 2, two layers ~18 s (one
-                # layer 3.7 s), at d_model 32, N = 8, expand 1, one layer 0.8 s (LSTM: 0.19 s).
+                # at T = 105 (1 seed, x5 for 5 seeds): S6 at d_model 64, N = 16, expand 2, one
+                # layer 0.75 s (two layers: no 6 steps in 4 CPU-minutes), at d_model 32, N = 8,
+                # expand 1, one layer 0.16 s (LSTM: 0.035 s).
                 # State per layer: LRU 2·8 floats, S6 E·N = 256 (+ conv inputs), minGRU and
                 # minLSTM 64 (LSTM: 128).
                 "linear_recurrence": {"embed_dim": 32, "hidden_size": 64, "d_model": 32,
