@@ -322,7 +322,7 @@ SCALES = {
         # ESTIMATE (2026-11-29, not a run of the study): process CPU time of a few train steps,
         # of the compiles and of one 18 x 256 evaluation, measured per model at these sizes at
         # T = 105 and 5 seeds (lstm 185 ms a step, rnn 104, gru 166, minGRU 206, minLSTM 235,
-        # LRU ~110, S6 785, conv 323, transformer 865, local attention 937; compile + eval
+        # LRU 98, S6 590-785, conv 323, transformer 865, local attention 937; compile + eval
         # 25-70 s a run), scaled linearly to each run's T and seed count (checked: LSTM at
         # T = 25 and 3 seeds measured 24.5 ms against 26.4 predicted; 1 seed 34.6 ms against
         # 37), summed over every member of every sweep: learning_rate 33 runs 1630 CPU-s,
