@@ -9,7 +9,9 @@ shapes matter, nothing is computed.
 Counting conventions (a FLOP is one floating-point operation on one element):
   * `dot_general`: 2 · prod(batch dims) · prod(lhs free dims) · prod(rhs free dims)
     · prod(contracting dims), i.e. one multiply and one add per term (a BxK @ KxN matmul is
-    2·B·K·N). `matmul_flops` counts only these.
+    2·B·K·N). `matmul_flops` counts only these; `FlopCount.matmul_by_dtype` splits them by
+    the operands' dtype (a mixed-precision run's bfloat16 matmuls are measured against the
+    bfloat16 matmul roof, its float32 ones against the float32 roof).
   * Elementwise arithmetic and transcendental primitives (`ELEMENTWISE_PRIMITIVES`: add,
     add_any, sub, mul, div, rem, neg, abs, sign, max, min, clamp, pow, integer_pow, square,
     sqrt, rsqrt, cbrt, exp, exp2, log, log1p, expm1, tanh, logistic, sin, cos, tan, the
@@ -85,12 +87,15 @@ class FlopCount:
     matmul: the `dot_general` share of `total`.
     by_primitive: FLOPs per primitive name.
     uncounted: primitives met that have no rule (only with strict=False; counted as 0).
+    matmul_by_dtype: `matmul` split by the operands' dtype name ('bfloat16', 'float32';
+      'bfloat16*float32' when the two operands differ); the values sum to `matmul`.
   """
 
   total: int
   matmul: int
   by_primitive: dict[str, int]
   uncounted: tuple[str, ...]
+  matmul_by_dtype: dict[str, int] = dataclasses.field(default_factory=dict)
 
 
 def _sub_jaxprs(params: dict[str, Any]) -> Iterator[core.Jaxpr]:
@@ -111,6 +116,12 @@ def _is_float(aval: Any) -> bool:
   dtype = getattr(aval, "dtype", None)
   # jax.dtypes, not numpy: numpy raises TypeError on PRNG key dtypes (key<fry>).
   return dtype is not None and jax.dtypes.issubdtype(dtype, np.inexact)
+
+
+def _operand_dtype(eqn: core.JaxprEqn) -> str:
+  """The dtype name of a dot_general's operands ('a*b' when they differ)."""
+  lhs, rhs = (np.dtype(v.aval.dtype).name for v in eqn.invars[:2])
+  return lhs if lhs == rhs else f"{lhs}*{rhs}"
 
 
 def _dot_general_flops(eqn: core.JaxprEqn) -> int:
@@ -134,7 +145,10 @@ def _while_error() -> ValueError:
 
 
 def _count(jaxpr: core.Jaxpr, strict: bool, uncounted: set[str]) -> collections.Counter:
-  """FLOPs per primitive name of one execution of `jaxpr` (see the module docstring)."""
+  """FLOPs per primitive name of one execution of `jaxpr` (see the module docstring).
+
+  A matmul is counted under the key ('dot_general', operand dtype); `flop_count` sums them.
+  """
   counts: collections.Counter = collections.Counter()
   for eqn in jaxpr.eqns:
     name = eqn.primitive.name
@@ -147,7 +161,7 @@ def _count(jaxpr: core.Jaxpr, strict: bool, uncounted: set[str]) -> collections.
       branches = [_count(b.jaxpr, strict, uncounted) for b in eqn.params["branches"]]
       counts.update(max(branches, key=lambda c: sum(c.values())))
     elif name == "dot_general":
-      counts[name] += _dot_general_flops(eqn)
+      counts[(name, _operand_dtype(eqn))] += _dot_general_flops(eqn)
     elif name in CALL_PRIMITIVES:
       for sub in _sub_jaxprs(eqn.params):
         counts.update(_count(sub, strict, uncounted))
@@ -188,8 +202,16 @@ def flop_count(fn: Callable[..., Any], *args: Any, strict: bool = True) -> FlopC
   closed = jax.make_jaxpr(fn)(*args)
   uncounted: set[str] = set()
   counts = _count(closed.jaxpr, strict, uncounted)
-  return FlopCount(total=int(sum(counts.values())), matmul=int(counts["dot_general"]),
-                   by_primitive=dict(counts), uncounted=tuple(sorted(uncounted)))
+  by_primitive: collections.Counter = collections.Counter()
+  matmul_by_dtype = {}
+  for key, value in counts.items():
+    if isinstance(key, tuple):  # ('dot_general', dtype)
+      matmul_by_dtype[key[1]] = int(value)
+      key = key[0]
+    by_primitive[key] += int(value)
+  return FlopCount(total=int(sum(counts.values())), matmul=int(by_primitive["dot_general"]),
+                   by_primitive=dict(by_primitive), uncounted=tuple(sorted(uncounted)),
+                   matmul_by_dtype=matmul_by_dtype)
 
 
 def count_flops(fn: Callable[..., Any], *args: Any, strict: bool = True) -> int:

@@ -118,7 +118,9 @@ def jax_runner(module: nnx.Module, tokens_BxT: jax.Array, targets_BxT: jax.Array
   Returns:
     A Runner whose info holds compile_s (= trace_lower_s + xla_compile_s), the planned peak
     memory of both programs, matmul_flops_per_step / forward_matmul_flops (counted on the
-    jaxpr by `analysis.flops.matmul_flops`) and num_params.
+    jaxpr by `analysis.flops`), matmul_flops_by_dtype (the train step's matmul FLOPs by
+    operand dtype, for `fraction_of_roof`), compute_dtype (the module's settings' field,
+    'float32' when it has none) and num_params.
   """
   tx = optax.adam(1e-3)
   graphdef, params = nnx.split(module)
@@ -128,7 +130,9 @@ def jax_runner(module: nnx.Module, tokens_BxT: jax.Array, targets_BxT: jax.Array
   def forward(params, tokens_BxT):
     return nnx.merge(graphdef, params)(tokens_BxT)
 
-  step_flops = flops.matmul_flops(train_step, state, tokens_BxT, targets_BxT)
+  step_count = flops.flop_count(train_step, state, tokens_BxT, targets_BxT, strict=False)
+  settings = getattr(module, "settings", None)
+  compute_dtype = getattr(settings, "compute_dtype", "float32")
   forward_flops = flops.matmul_flops(forward, params, tokens_BxT)
   t0 = time.perf_counter()
   lowered = jax.jit(train_step, donate_argnums=0).lower(state, tokens_BxT, targets_BxT)
@@ -145,7 +149,8 @@ def jax_runner(module: nnx.Module, tokens_BxT: jax.Array, targets_BxT: jax.Array
   info = {"compile_s": t2 - t0, "trace_lower_s": t1 - t0, "xla_compile_s": t2 - t1,
           "peak_memory_bytes": memory_bytes(train_compiled),
           "forward_peak_memory_bytes": memory_bytes(forward_compiled),
-          "matmul_flops_per_step": step_flops, "forward_matmul_flops": forward_flops,
+          "matmul_flops_per_step": step_count.matmul, "forward_matmul_flops": forward_flops,
+          "matmul_flops_by_dtype": step_count.matmul_by_dtype, "compute_dtype": compute_dtype,
           "num_params": int(sum(x.size for x in jax.tree.leaves(params)))}
   return Runner(train=lambda k: time_loop(train_once, k),
                 forward=lambda k: time_loop(
@@ -186,6 +191,36 @@ def time_interleaved(runners: Mapping[str, Runner], kind: str, repetitions: int,
 def default_roof_dtype() -> str:
   """float32 on the CPU, bfloat16 on accelerators (their matmul units' native type)."""
   return "float32" if jax.default_backend() == "cpu" else "bfloat16"
+
+
+def roof_dtypes(bfloat16: bool) -> tuple[str, ...]:
+  """The dtypes whose matmul roof a benchmark measures: the default one, and bfloat16 when
+  the bfloat16 rows are timed (each row is measured against the roof of its own dtype)."""
+  return tuple(dict.fromkeys((default_roof_dtype(), "float32",
+                              *(("bfloat16",) if bfloat16 else ()))))
+
+
+def fraction_of_roof(row: Mapping[str, Any], roofs: Mapping[str, Mapping[str, Any]],
+                     default: Mapping[str, Any]) -> float | None:
+  """Model FLOP utilisation of a row: the seconds its matmuls would take at the roofs of
+  their own dtypes, over the measured seconds of its train step.
+
+  Args:
+    row: a result row with train_step_s and matmul_flops_per_step, and optionally
+      matmul_flops_by_dtype ({operand dtype: FLOPs}, from `analysis.flops`).
+    roofs: {dtype: a `matmul_roof` result} measured in this run.
+    default: the roof for FLOPs of a dtype with no measured roof (mixed operands, or a row
+      without the split, e.g. PyTorch's, which has our FLOP count).
+
+  Returns:
+    The fraction (1.0: at the roof), or None without FLOPs or time.
+  """
+  total, seconds = row.get("matmul_flops_per_step"), row.get("train_step_s")
+  if not total or not seconds:
+    return None
+  by_dtype = row.get("matmul_flops_by_dtype") or {None: total}
+  ideal_s = sum(f / roofs.get(d, default)["flops_per_sec"] for d, f in by_dtype.items())
+  return ideal_s / seconds
 
 
 def matmul_roof(repetitions: int, dtype: str | None = None, n: int = 2048) -> dict[str, Any]:

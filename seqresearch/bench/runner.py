@@ -91,6 +91,7 @@ def measure_size(model: str, length: int, s: BenchSettings,
     # primitives are opaque to the jaxpr walk (it would count their matmuls as 0).
     if (row["impl"] == "torch" or row["impl"] in baselines.GPU_ONLY) and flops:
       row["matmul_flops_per_step"] = flops
+      row["matmul_flops_by_dtype"] = None  # unknown: measured against the default roof
     if row.get("matmul_flops_per_step"):
       row["matmul_flops_per_sec"] = row["matmul_flops_per_step"] / row["train_step_s"]
     if ours["status"] == "ok":
@@ -184,14 +185,18 @@ def run_benchmark(s: BenchSettings, runner_config: Any = None,
       "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
   out["environment"].update(host_allocator=applied, torch_threads=s.torch_threads)
   log("matmul roof")
-  out["roof"] = harness.matmul_roof(s.repetitions)
+  # One roof per dtype the rows compute in: a bfloat16 row is measured against the bfloat16
+  # matmul roof, a float32 row against the float32 one (`harness.fraction_of_roof`).
+  out["roofs"] = {d: harness.matmul_roof(s.repetitions, d)
+                  for d in harness.roof_dtypes(s.bfloat16)}
+  out["roof"] = out["roofs"][harness.default_roof_dtype()]
   out["results"] = []
   for model in s.models:
     for length in s.lengths:
       log(f"{model} n={length}")
       for row in measure_size(model, length, s):
         if row.get("matmul_flops_per_sec"):
-          row["fraction_of_roof"] = row["matmul_flops_per_sec"] / out["roof"]["flops_per_sec"]
+          row["fraction_of_roof"] = harness.fraction_of_roof(row, out["roofs"], out["roof"])
         out["results"].append(row)
   out["compile_scaling"] = []
   recurrent = [m for m in s.models if models.entry(m).settings.is_recurrent]

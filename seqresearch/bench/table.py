@@ -20,11 +20,14 @@ def _header(results: dict[str, Any]) -> list[str]:
   load_start = env["load_average_1min_start"]
   load_end = env.get("load_average_1min_end", 0.0)
   shared = max(load_start, load_end) > env["cpu_count"]
+  # Each row's 'roof' column is against the roof of its own dtype (`harness.fraction_of_roof`).
+  roofs = results.get("roofs") or {roof["dtype"]: roof}
+  roof_text = ", ".join(f"{r['n']}^2 {d} matmul {r['flops_per_sec'] / 1e9:.1f} GFLOP/s"
+                        for d, r in roofs.items())
   return [
       f"{env['backend']} ({env['device_kind']}, {env['cpu_count']} CPUs), jax "
       f"{env['versions']['jax']}, flax {env['versions']['flax']}, torch "
-      f"{env['versions']['torch']}; roof: {roof['n']}^2 {roof['dtype']} matmul "
-      f"{roof['flops_per_sec'] / 1e9:.1f} GFLOP/s; host allocator "
+      f"{env['versions']['torch']}; roof: {roof_text}; host allocator "
       f"{env.get('host_allocator', 'system')}",
       "train = Adam step fwd+bwd; ours/x = our tokens/s over this one's; "
       f"medians of {results['settings']['repetitions']}; load average "
