@@ -202,6 +202,55 @@ def test_unlearnt_models_say_little_and_leave_the_comparison_undecided():
   assert "undecided at this scale" in verdict.text and not verdict.contradictions
 
 
+def test_above_the_threshold_but_lower_than_in_range_still_holds():
+  # The old verdict called ALiBi at 0.97 and 0.95 'undecided at this scale' (interval below
+  # the edge's) and then said no encoding of attention holds: a contradiction on a model
+  # that still solves the task beyond training.
+  one = [1.0, 1.0, 1.0]
+  results = _results(lstm=_variant({"14": one, "28": one, "56": one}),
+                     transformer_alibi=_variant({"14": one, "28": [0.97] * 3,
+                                                 "56": [0.95] * 3}))
+  alibi = extrapolation.assess(results, "transformer_alibi")
+  assert alibi["beyond"] == {"28": extrapolation.HOLDS_LOWER, "56": extrapolation.HOLDS_LOWER}
+  assert alibi["reach"] == "56"
+  verdict = extrapolation.verdict(results)
+  _cited_numbers_equal_results(verdict, results)
+  assert not verdict.contradictions
+  assert "holds (lower than in range) at 28, holds (lower than in range) at 56" in verdict.text
+  assert "behind the best recurrent one" in verdict.text and "not universal" in verdict.text
+
+
+def test_one_finite_seed_neither_holds_nor_decides_the_comparison():
+  # The old test accepted a hold on one seed (compare: 'undecided'), while a failure needed
+  # intervals apart; and it said the sides could not be told apart 'without intervals'.
+  results = _results(lstm=_variant({"14": HIGH, "56": [1.0]}),
+                     transformer_rope=_variant({"14": HIGH, "56": [0.99]}))
+  assert extrapolation.assess(results, "transformer_rope")["beyond"] == {"56": "undecided"}
+  assert extrapolation.assess(results, "transformer_rope")["reach"] is None
+  verdict = extrapolation.verdict(results)
+  _cited_numbers_equal_results(verdict, results)
+  assert "fewer than two finite seeds" in verdict.text and not verdict.contradictions
+
+
+def test_no_contradiction_unless_every_attention_model_fails_at_the_far_distance():
+  # NoPE fails at 56; RoPE drops just below the threshold with its interval still touching
+  # the edge's: undecided, so the recurrence being ahead is no contradiction yet.
+  results = _results(lstm=_variant({"14": HIGH, "56": HIGH}),
+                     transformer_nope=_variant({"14": HIGH, "56": LOW}),
+                     transformer_rope=_variant({"14": [0.90, 0.91, 0.90],
+                                                "56": [0.88, 0.89, 0.88]}))
+  assert extrapolation.assess(results, "transformer_nope")["beyond"] == {"56": "fails"}
+  assert extrapolation.assess(results, "transformer_rope")["beyond"] == {"56": "undecided"}
+  verdict = extrapolation.verdict(results)
+  _cited_numbers_equal_results(verdict, results)
+  assert not verdict.contradictions
+  assert "not every attention model is shown to fail there" in verdict.text
+  # With RoPE failing too, every counted attention model fails: against the essay.
+  results["variants"]["transformer_rope"] = _variant({"14": HIGH, "56": LOW})
+  verdict = extrapolation.verdict(results)
+  assert len(verdict.contradictions) == 1 and "every one fails" in verdict.contradictions[0]
+
+
 # ---------------------------------------------------------------- the analysis on real runs
 
 
