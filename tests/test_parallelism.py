@@ -10,6 +10,7 @@ from ml_collections import config_dict
 
 import experiments
 from configs import study as study_config
+from seqresearch.analysis import flops
 from seqresearch.study import runner, stats, verdicts
 
 parallelism = experiments.modules(("parallelism",))["parallelism"]
@@ -125,6 +126,54 @@ def test_without_a_higher_attention_rate_the_verdict_says_the_recurrence_is_not_
   verdict = parallelism.verdict(results)
   _cited_numbers_equal_results(verdict, results)
   assert "In no cell does attention reach a FLOP rate above" in verdict.text
+  assert not verdict.contradictions
+
+
+def test_a_higher_attention_rate_where_attention_is_only_slower_is_not_called_absent():
+  # Every cell: attention slower with 4x the FLOPs at twice the LSTM's FLOP rate (more work).
+  # The old verdict said no cell reaches a rate above the recurrence's range.
+  results = _results(_rows([20.0, 80.0, 320.0], 1.0, [0.4, 1.6, 6.4], [1, 1, 1]),
+                     _rows([40.0, 160.0, 640.0], 1.0, [4.0, 16.0, 64.0], [1, 1, 1]))
+  cells = [c for d in ("32", "128") for c in results["comparisons"][d]]
+  assert {(c["time"], c["rate"], c["cause"]) for c in cells} == {("slower", "higher",
+                                                                   "more work")}
+  verdict = parallelism.verdict(results)
+  _cited_numbers_equal_results(verdict, results)
+  assert "In no cell does attention reach a FLOP rate above" not in verdict.text
+  assert ("Attention's FLOP rate lies above the recurrence's range at n = 32, d = 32; "
+          "n = 128, d = 32") in verdict.text
+  assert "not faster there" in verdict.text and not verdict.contradictions
+
+
+def test_primitives_without_a_flop_rule_are_stored_per_point(monkeypatch):
+  # The old measure counted such primitives as 0 and dropped `uncounted`.
+  forward, train, params, tokens = parallelism._programs("rnn", 8, 4, 2)
+  full = flops.flop_count(train, params, tokens)  # strict: every primitive has a rule
+  assert not full.uncounted and full.by_primitive["tanh"] > 0
+  monkeypatch.setattr(flops, "ELEMENTWISE_PRIMITIVES", flops.ELEMENTWISE_PRIMITIVES - {"tanh"})
+  rows = parallelism.measure("rnn", 8, [4], batch=2, repetitions=1, max_dataflow_length=0)
+  assert rows["train_uncounted"] == [["tanh"]]
+  assert rows["train_flops"] == [full.total - full.by_primitive["tanh"]]
+
+
+def test_an_incomplete_flop_count_is_named_and_not_held_against_the_essay():
+  # The Transformer's count omits a primitive at n = 32, d = 32, where it is slower at a
+  # lower rate: named in the table and the verdict, and no contradiction.
+  transformer_32 = _rows([30.0, 40.0, 100.0], 1.0, [0.05, 0.4, 1.6], [1, 1, 1])
+  transformer_32["train_uncounted"] = [["cudnn_attention"], [], []]
+  results = _results(transformer_32, _rows([5.0, 20.0, 80.0], 1.0, [1.0, 4.0, 16.0],
+                                           [1, 1, 1]))
+  for rows in results["models"]["lstm"].values():
+    rows["train_uncounted"] = [[], [], []]
+  results["comparisons"] = parallelism.compare(results["models"], [32, 128, 512], [32, 128])
+  cell = results["comparisons"]["32"][0]
+  assert cell["cause"] == "worse hardware use" and cell["uncounted"] == ["cudnn_attention"]
+  assert results["comparisons"]["32"][1]["uncounted"] == []
+  assert "(FLOPs omit cudnn_attention)" in parallelism.tables(results)
+  verdict = parallelism.verdict(results)
+  _cited_numbers_equal_results(verdict, results)
+  assert "incomplete" in verdict.text and "n = 32, d = 32 (omitting cudnn_attention)" in \
+      verdict.text
   assert not verdict.contradictions
 
 
