@@ -7,30 +7,25 @@ linear time-invariant (LTI) ones, and references, all at one step budget and the
 Analysis, part 1: each model's final accuracy on the M outputs per seed (summary.json
 `eval_by_seed`), mean and 95% interval over seeds combined with the binomial one, against
 chance 1/A and the threshold SOLVED; the direction of Mamba's Table 1 by `direction`.
-Part 2, no training: the spectra at initialisation of the models the sweep trains, measured
-from a freshly built model (`spectrum_checks`): LRU's eigenvalues on the ring
-[r_min, r_max] with phases in [0, max_phase] and area-uniform radii (Orvieto et al. 2023,
-Lemma 2), gamma = sqrt(1 - |lambda|^2); S6's A = -(n + 1) (S4D-real) and its step sizes in
-[dt_min, dt_max] (Gu & Dao 2023).
+Part 2, no training (experiments/anchor_spectra.py): the spectra at initialisation of the
+models the sweep trains, measured from a freshly built model (`spectrum_checks`): LRU's
+eigenvalues on the ring [r_min, r_max] with phases in [0, max_phase] and area-uniform radii
+(Orvieto et al. 2023, Lemma 2), gamma = sqrt(1 - |lambda|^2); S6's A = -(n + 1) (S4D-real)
+and its step sizes in [dt_min, dt_max] (Gu & Dao 2023).
 Part 3: the published anchors this CPU cannot reach, one line each (NOT_REPRODUCED).
 Figure: accuracy per model with its interval, grouped by role, chance and SOLVED drawn.
 """
 
 from __future__ import annotations
 
-import math
 import os
 from typing import Any
 
-import jax
-import numpy as np
-from flax import nnx
+from ml_collections import config_dict
 
-from seqresearch import build
-from seqresearch import models
+from experiments.anchor_spectra import spectrum_checks
+from seqresearch import build, models
 from seqresearch import workdir as workdir_lib
-from seqresearch.models.lru import LRULayer
-from seqresearch.models.s6 import S6Layer
 from seqresearch.study import markdown, plots, runner, stats, variants, verdicts
 
 TITLE = "Anchors: published results reproduced at CPU size"
@@ -80,82 +75,6 @@ NOT_REPRODUCED = (
 )
 
 
-# ---------------------------------------------------------------- part 2: spectra at init
-
-
-def _lru_checks(layers: list[LRULayer], settings: Any) -> list[dict[str, Any]]:
-  lam = np.concatenate([np.asarray(layer.lam()) for layer in layers])
-  radius = np.abs(lam)
-  phase = np.mod(np.angle(lam), 2 * math.pi)
-  gamma = np.concatenate([np.exp(np.asarray(layer.gamma_log_N[...])) for layer in layers])
-  r_min, r_max, max_phase = settings.r_min, settings.r_max, settings.max_phase
-  # Area-uniform ring (Lemma 2): |lambda|^2 ~ U[r_min^2, r_max^2]; its mean within 4 standard
-  # errors. Uniform radii instead (a known port error) move the mean by about 6 of them here.
-  r2_mean = (r_min ** 2 + r_max ** 2) / 2
-  r2_se = (r_max ** 2 - r_min ** 2) / math.sqrt(12 * lam.size)
-  tol = 1e-6  # float32 rounding of exp(-exp(nu_log))
-  return [
-      _check("smallest modulus of λ", float(radius.min()), f">= r_min = {r_min:g}",
-             radius.min() >= r_min - tol),
-      _check("largest modulus of λ", float(radius.max()), f"<= r_max = {r_max:g}",
-             radius.max() <= r_max + tol),
-      _check("mean squared modulus of λ", float((radius ** 2).mean()),
-             f"{r2_mean:.3f} ± {4 * r2_se:.3f} (area-uniform ring, 4 s.e.)",
-             abs((radius ** 2).mean() - r2_mean) <= 4 * r2_se),
-      _check("largest phase of λ (rad)", float(phase.max()),
-             f"in [0, max_phase = {max_phase:.3f}]", bool(((phase >= 0) &
-                                                          (phase <= max_phase + 1e-5)).all())),
-      _check("largest error of γ = sqrt(1 - r²)", float(np.abs(gamma - np.sqrt(1 - radius ** 2)).max()),
-             "<= 1e-5", np.abs(gamma - np.sqrt(1 - radius ** 2)).max() <= 1e-5),
-  ]
-
-
-def _s6_checks(layers: list[S6Layer], settings: Any) -> list[dict[str, Any]]:
-  a = np.stack([-np.exp(np.asarray(layer.a_log_ExN[...])) for layer in layers])  # LxExN
-  expected = -np.arange(1, a.shape[-1] + 1, dtype=np.float64)
-  error = float(np.abs(a - expected).max())
-  dt = np.concatenate([np.logaddexp(0.0, np.asarray(layer.dt_bias_E[...], np.float64))
-                       for layer in layers])  # softplus(b_dt): Delta at a zero input
-  lo, hi = settings.dt_min, settings.dt_max
-  return [
-      _check("largest error of A[e, n] = -(n + 1)", error, "<= 1e-5 · N (S4D-real)",
-             error <= 1e-5 * a.shape[-1]),
-      _check("smallest softplus(b_Δ)", float(dt.min()), f">= dt_min = {lo:g}",
-             dt.min() >= lo * (1 - 1e-4)),
-      _check("largest softplus(b_Δ)", float(dt.max()), f"<= dt_max = {hi:g}",
-             dt.max() <= hi * (1 + 1e-4)),
-  ]
-
-
-# One explicit table: the layer class whose initialisation a paper pins, and its checks.
-SPECTRUM_CHECKS = {LRULayer: _lru_checks, S6Layer: _s6_checks}
-
-
-def _check(quantity: str, measured: float, expected: str, passed: Any) -> dict[str, Any]:
-  return {"quantity": quantity, "measured": measured, "expected": expected,
-          "pass": bool(passed)}
-
-
-def spectrum_checks(name: str, settings: Any, seed: int = 0) -> dict[str, Any] | None:
-  """The initial spectrum of table model `name` at `settings`, checked against its paper.
-
-  Builds the model (vocabulary 4: the readout plays no part) with parameters from `seed`
-  and measures every layer of the table entry's layer class.
-
-  Returns:
-    {'layers': count, 'checks': [{'quantity', 'measured', 'expected', 'pass'}], 'pass': all
-    checks pass}, or None when no paper check is known for the model's layer class
-    (SPECTRUM_CHECKS).
-  """
-  layer_class = models.entry(name).layer
-  if layer_class not in SPECTRUM_CHECKS:
-    return None
-  model = models.build_model(settings, vocab_size=4, rngs=nnx.Rngs(jax.random.key(seed)))
-  layers = [node for _, node in nnx.iter_graph(model) if isinstance(node, layer_class)]
-  checks = SPECTRUM_CHECKS[layer_class](layers, settings)
-  return {"layers": len(layers), "checks": checks, "pass": all(c["pass"] for c in checks)}
-
-
 # ---------------------------------------------------------------- part 1: selective copying
 
 
@@ -175,15 +94,16 @@ def direction(found: dict[str, dict[str, Any]], roles: dict[str, tuple[str, ...]
   """Is the direction of Mamba's Table 1 reproduced: every selective model above every LTI one?
 
   The test, per (selective, LTI) pair: two 95% intervals that do not overlap
-  (`stats.compare`). A pair is *for* the direction when the selective model's interval lies
-  above the LTI model's; *against* it when it lies below, or when the intervals overlap while
-  the LTI model solves the task (its interval at or above SOLVED: here an LTI layer does what
-  Table 1 says it cannot); *open* otherwise.
+  (`stats.compare`). A pair is *against* the direction when the LTI model solves the task
+  (status 'solved': its interval at or above SOLVED; an LTI layer then does what Table 1 says
+  it cannot, however far above it the selective one lies) or when the selective model's
+  interval lies below the LTI model's; *for* it when the selective model's interval lies
+  above; *open* otherwise.
 
   Outcome: 'reproduced' when every pair is for it and every selective model's interval is
   above chance (a selective model that learnt nothing reproduces nothing, even above an LTI
   model emitting noise); 'not reproduced' when some pair is against it; 'undecided' otherwise
-  (overlapping intervals below SOLVED, fewer than two seeds, missing runs).
+  (overlapping intervals, fewer than two finite seeds, missing runs).
 
   Args:
     found: {model: {'accuracy': seed summary, 'status': `_status`}} of the finished runs.
@@ -191,7 +111,9 @@ def direction(found: dict[str, dict[str, Any]], roles: dict[str, tuple[str, ...]
 
   Returns:
     {'outcome', 'pairs': [{'selective', 'lti', 'comparison', 'side'}], 'missing': models
-    of either side without a finished run, 'unlearnt': selective models not above chance}.
+    of either side without a finished run, 'unlearnt': selective models not above chance,
+    'few_seeds': models of either side with fewer than two finite seeds (status
+    'undecided'), 'lti_solved': LTI models that solve the task}.
   """
   missing = [n for n in (*roles["selective"], *roles["lti"]) if n not in found]
   pairs = []
@@ -201,22 +123,27 @@ def direction(found: dict[str, dict[str, Any]], roles: dict[str, tuple[str, ...]
         continue
       how = stats.compare(found[s]["accuracy"], found[lti]["accuracy"])
       side = {"higher": "for", "lower": "against"}.get(how, "open")
-      if how == "indistinguishable" and found[lti]["status"] == "solved":
+      if found[lti]["status"] == "solved":
         side = "against"
       pairs.append({"selective": s, "lti": lti, "comparison": how, "side": side})
-  unlearnt = [s for s in roles["selective"] if s in found and
-              found[s]["status"] not in ("solved", "above chance")]
+  status = lambda names, *which: [n for n in names if n in found  # noqa: E731
+                                  and found[n]["status"] in which]
+  unlearnt = status(roles["selective"], "not above chance")
+  few_seeds = status((*roles["selective"], *roles["lti"]), "undecided")
   if any(p["side"] == "against" for p in pairs):
     outcome = "not reproduced"
-  elif (not missing and pairs and all(p["side"] == "for" for p in pairs) and not unlearnt):
+  elif (not missing and pairs and all(p["side"] == "for" for p in pairs) and not unlearnt
+        and not few_seeds):
     outcome = "reproduced"
   else:
     outcome = "undecided"
-  return {"outcome": outcome, "pairs": pairs, "missing": missing, "unlearnt": unlearnt}
+  return {"outcome": outcome, "pairs": pairs, "missing": missing, "unlearnt": unlearnt,
+          "few_seeds": few_seeds, "lti_solved": status(roles["lti"], "solved")}
 
 
-def _model_fields(config) -> dict[str, Any]:
-  return {k: v for k, v in config.model.items() if k != "name"}
+def _model_fields(model: Any) -> dict[str, Any]:
+  """The fields of a run's model group (a dict or ConfigDict), without its name."""
+  return {k: v for k, v in model.items() if k != "name"}
 
 
 def run(study: runner.Study) -> dict[str, Any]:
@@ -226,13 +153,14 @@ def run(study: runner.Study) -> dict[str, Any]:
   runs = study.runs(SWEEP)
   found: dict[str, dict[str, Any]] = {}
   task = dict(anchors.task.to_dict())
-  chance, setting = None, None
+  setting = None
+  chance = (build.task_settings(config_dict.ConfigDict(runs[0].config["task"])).chance_accuracy
+            if runs else None)
   for member in runs:
     if not member.finished:
       continue
     config = workdir_lib.load_config(member.workdir)
     settings = build.task_settings(config.task)
-    chance = settings.chance_accuracy
     summary = runner.run_summary(member)
     evals = [summary["eval_by_seed"][k] for k in sorted(summary["eval_by_seed"], key=int)]
     examples = int(config.eval_batch_size * config.num_eval_batches)
@@ -248,20 +176,19 @@ def run(study: runner.Study) -> dict[str, Any]:
         "num_seeds": len(evals),
         "num_params": summary.get("num_params"),  # None in runs written before it was kept
         "learning_rate": config.optimizer.learning_rate,
-        "fields": _model_fields(config),
+        "fields": _model_fields(config.model),
         "run": study.relpath(member.workdir),
     }
   spectra = {}
   for member in runs:  # the models as trained here, at their initialisation
-    config = member.config
-    fields = {k: v for k, v in config["model"].items() if k != "name"}
+    fields = _model_fields(member.config["model"])
     checked = spectrum_checks(member.model, models.model_settings(member.model, **fields),
-                              seed=config["seed"])
+                              seed=member.config["seed"])
     if checked is not None:
       spectra[member.model] = {**checked, "fields": fields}
   return {
       "task": task,
-      "chance": chance if chance is not None else 1.0 / task["num_symbols"],
+      "chance": chance,
       "solved": SOLVED,
       "setting": setting,
       "roles": {role: list(names) for role, names in roles.items()},
@@ -290,8 +217,8 @@ def figures(results: dict[str, Any], out_dir: str) -> list[str]:
     plots.errorbar(ax, name, [i], [results["models"][name]["accuracy"]], learnt=SOLVED)
   ax.axhline(results["chance"], color="0.4", ls="--", label="chance $1/A$")
   ax.axhline(SOLVED, color="0.6", ls=":", label=f"solved ({SOLVED})")
-  ax.set_xticks(range(len(names)),
-                [f"{variants.variant(n).label}\n{ROLE_SHORT[results['models'][n]['role']]}" for n in names],
+  ax.set_xticks(range(len(names)), [f"{variants.variant(n).label}\n"
+                                    f"{ROLE_SHORT[results['models'][n]['role']]}" for n in names],
                 fontsize=7)
   task = results["task"]
   ax.set(ylabel="accuracy on the $M$ outputs", ylim=(0, 1.05),
@@ -307,8 +234,9 @@ def tables(results: dict[str, Any]) -> str:
   names = _ordered(results)
   if names:
     rows = [[variants.variant(n).label, ROLE_WORDS[m["role"]], str(m["num_params"] or "–"),
-             stats.pm(m["accuracy"], learnt=SOLVED), f"{m['seeds_solved']} of {m['num_seeds']}",
-             m["status"]] for n in names for m in [results["models"][n]]]
+             stats.pm(m["accuracy"], learnt=SOLVED),
+             f"{m['seeds_solved']} of {m['num_seeds']}", m["status"]]
+            for n in names for m in [results["models"][n]]]
     out += [f"Selective copying (Gu & Dao 2023): M = {task['copy_length']} symbols of "
             f"A = {task['num_symbols']} among C = {task['context_len']} positions, "
             f"{setting['steps']} steps of batch {setting['batch_size']}, "
@@ -316,8 +244,8 @@ def tables(results: dict[str, Any]) -> str:
             f"sequences per seed; accuracy on the M outputs (mean ± 95% CI over seeds, "
             f"binomial combined), chance {stats.fmt(results['chance'], '.3f')}, solved: "
             f"interval at or above {SOLVED}.",
-            markdown.table(["model", "role", "parameters", "accuracy", "seeds >= 0.9",
-                            "status"], rows)]
+            markdown.table(["model", "role", "parameters", "accuracy",
+                            f"seeds >= {SOLVED:g}", "status"], rows)]
   else:
     out.append("No selective-copying run finished.")
   pub = results["published"]
@@ -331,9 +259,9 @@ def tables(results: dict[str, Any]) -> str:
           "; ".join(f"{k} {v}" for k, v in pub["feng_2024_two_layers_percent"].items()) + "."]
   if results["spectra"]:
     rows = [[variants.variant(n).label, c["quantity"], stats.fmt(c["measured"], ".4g"),
-             c["expected"],
-             "pass" if c["pass"] else "**fail**"]
-            for n in variants.ordered(results["spectra"]) for c in results["spectra"][n]["checks"]]
+             c["expected"], "pass" if c["pass"] else "**fail**"]
+            for n in variants.ordered(results["spectra"])
+            for c in results["spectra"][n]["checks"]]
     out += ["Spectra at initialisation, measured from the models this section trains, freshly "
             "built (every layer pooled). Pass rule: every check within its bound.",
             markdown.table(["model", "quantity", "measured", "expected (paper)", "check"],
@@ -357,8 +285,9 @@ def verdict(results: dict[str, Any]) -> verdicts.Verdict:
 
 def _selective_copy_verdict(v: verdicts.Verdict, results: dict[str, Any]) -> None:
   label = lambda n: variants.variant(n).label  # noqa: E731
-  paper = (f"Gu & Dao (2023, Table 1) report {v.number('published.accuracy_percent.S4, no gate', '.1f')}% "
-           f"for S4 and {v.number('published.accuracy_percent.S6, no gate', '.1f')}% for S6 "
+  percent = lambda key: v.number(f"published.accuracy_percent.{key}", ".1f")  # noqa: E731
+  paper = (f"Gu & Dao (2023, Table 1) report {percent('S4, no gate')}% "
+           f"for S4 and {percent('S6, no gate')}% for S6 "
            f"(no gate) at L = {v.number('published.setting.sequence_length', 'd')} after "
            f"{v.number('published.setting.steps', 'd')} steps")
   names = _ordered(results)
@@ -369,11 +298,13 @@ def _selective_copy_verdict(v: verdicts.Verdict, results: dict[str, Any]) -> Non
         f"M = {v.number('task.copy_length', 'd')}, A = {v.number('task.num_symbols', 'd')}, "
         f"{v.number('setting.steps', 'd')} steps, chance {v.number('chance', '.3f')}. "
         "Accuracy on the M outputs: " + "; ".join(
-            f"{label(n)} ({ROLE_SHORT[results['models'][n]['role']]}) {v.pm(f'models.{n}.accuracy')}, "
-            f"{results['models'][n]['status']}" for n in names) + " (mean ± 95% CI).")
+            f"{label(n)} ({ROLE_SHORT[results['models'][n]['role']]}) "
+            f"{v.pm(f'models.{n}.accuracy')}, {results['models'][n]['status']}"
+            for n in names) + " (mean ± 95% CI).")
   d = results["direction"]
-  test = ("test: every selective model's 95% interval above every LTI model's, and above "
-          "chance")
+  test = ("test: every selective model's 95% interval above every LTI model's and above "
+          "chance, and no LTI model solving the task (interval at or above "
+          f"{v.number('solved', '.1f')})")
   sides = lambda side: ", ".join(  # noqa: E731
       f"{label(p['selective'])} vs {label(p['lti'])} ({p['comparison']})"
       for p in d["pairs"] if p["side"] == side)
@@ -381,7 +312,9 @@ def _selective_copy_verdict(v: verdicts.Verdict, results: dict[str, Any]) -> Non
     v.say(f"The direction of Mamba's Table 1 is reproduced at this scale ({test}).")
   elif d["outcome"] == "not reproduced":
     v.say(f"The direction of Mamba's Table 1 is not reproduced at this scale ({test}): against "
-          f"it {sides('against')}. Longer contexts (Table 1 used L = 4096) make the LTI models' "
+          f"it {sides('against')}" + ("; solved by the LTI model(s) " + ", ".join(
+              label(n) for n in d.get("lti_solved", [])) if d.get("lti_solved") else "") +
+          ". Longer contexts (Table 1 used L = 4096) make the LTI models' "
           "task harder; at this size a short context may let them solve it.")
   else:
     why = []
@@ -389,6 +322,8 @@ def _selective_copy_verdict(v: verdicts.Verdict, results: dict[str, Any]) -> Non
       why.append("no finished run of " + ", ".join(label(n) for n in d["missing"]))
     if d["unlearnt"]:
       why.append("not above chance: " + ", ".join(label(n) for n in d["unlearnt"]))
+    if d.get("few_seeds"):
+      why.append("fewer than two finite seeds: " + ", ".join(label(n) for n in d["few_seeds"]))
     if any(p["side"] == "open" for p in d["pairs"]):
       why.append("intervals not apart: " + sides("open"))
     v.say(f"Whether the direction of Mamba's Table 1 holds is undecided at this scale ({test}; "

@@ -168,6 +168,26 @@ def test_direction_is_undecided_with_one_seed_or_a_missing_run():
   assert d["outcome"] == "undecided" and d["missing"] == ["conv"]
 
 
+def test_an_lti_model_that_solves_the_task_is_against_the_direction_whatever_the_gap():
+  # S6 0.999 above the LRU's 0.955 (intervals apart), but the LRU solves it: the old rule
+  # called that pair 'for' and the direction reproduced.
+  found = _found({"s6": (0.998, 0.999, 1.0), "mingru": (0.998, 0.999, 1.0),
+                  "lru": (0.945, 0.955, 0.965), "conv": (0.1, 0.12, 0.14)})
+  assert found["lru"]["status"] == "solved"
+  d = anchors.direction(found, ROLES)
+  assert d["outcome"] == "not reproduced" and d["lti_solved"] == ["lru"]
+  assert {(p["selective"], p["lti"], p["comparison"]) for p in d["pairs"]
+          if p["side"] == "against"} == {("s6", "lru", "higher"), ("mingru", "lru", "higher")}
+
+
+def test_models_with_one_seed_are_not_called_not_above_chance():
+  found = _found({"s6": (0.97, 0.98, 0.99), "mingru": (0.99,),
+                  "lru": (0.1, 0.12, 0.14), "conv": (0.1, 0.12, 0.14)})
+  d = anchors.direction(found, ROLES)
+  assert d["outcome"] == "undecided"
+  assert d["unlearnt"] == [] and d["few_seeds"] == ["mingru"]
+
+
 # ---------------------------------------------------------------- spectra at initialisation
 
 
@@ -269,6 +289,29 @@ def test_section_on_constructed_runs_names_the_papers_numbers_and_its_verdict(tm
   _cited_numbers_equal_results(against, results)
   assert "is not reproduced at this scale" in against.text
   assert "Mamba (S6) vs LRU (indistinguishable)" in against.text
+  assert "solved by the LTI model(s) LRU" in against.text
+
+
+def test_section_names_the_solved_threshold_and_one_seed_models_apart(tmp_path, monkeypatch):
+  study = runner.Study("quick", str(tmp_path), config=study_config,
+                       experiments={"anchors": anchors})
+  _fake_runs(study, {"s6": 0.97, "mingru": 0.95, "minlstm": 0.9, "lru": 0.3, "conv": 0.2,
+                     "transformer": 0.99, "lstm": 0.5})
+  monkeypatch.setattr(anchors, "SOLVED", 0.8)
+  results = stats.json_ready(anchors.run(study))
+  assert "| seeds >= 0.8 |" in anchors.tables(results)  # the old header said 0.9 always
+  # minGRU evaluated on one finite seed: undecided, said as such and not 'not above chance'.
+  results["models"]["mingru"]["accuracy"] = stats.seed_summary([0.95, math.nan],
+                                                               examples=512)
+  results = stats.json_ready(results)
+  results["models"]["mingru"]["status"] = anchors._status(results["models"]["mingru"]["accuracy"],
+                                                          results["chance"])
+  results["direction"] = anchors.direction(results["models"], study_config.anchor_models("quick"))
+  verdict = anchors.verdict(results)
+  _cited_numbers_equal_results(verdict, results)
+  assert "fewer than two finite seeds: minGRU" in verdict.text
+  assert "not above chance" not in verdict.text
+  assert "no LTI model solving the task (interval at or above 0.8)" in verdict.text
 
 
 @pytest.mark.slow
