@@ -247,7 +247,7 @@ def verdict(results: dict[str, Any]) -> verdicts.Verdict:
     head = f"The {label(n)}: {v.pm(acc(n, a['edge']))} at {a['edge']}" + \
         (f"; {numbers}" if numbers else "")
     if not a["learnt"]:
-      v.say(head + f": not learnt within the trained range, so its extrapolation says little.")
+      v.say(head + ": not learnt within the trained range, so its extrapolation says little.")
       continue
     outcomes = a["beyond"]
     verdict_text = {"holds": "holds", HOLDS_LOWER: HOLDS_LOWER, "fails": "fails",
