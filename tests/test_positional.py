@@ -12,8 +12,7 @@ from flax import nnx
 
 from seqresearch import models
 from seqresearch.models import attention, positional
-
-ENCODINGS = ("sinusoidal", "learned", "none", "rope", "alibi")
+from seqresearch.models.config import POS_ENCODINGS as ENCODINGS
 
 
 def _close(a, b, tol=2e-5):
@@ -167,6 +166,28 @@ def test_chunked_and_blocked_functions_with_several_chunks_and_blocks(pos_encodi
     _close(attention.local_causal_attention(q, kk, v, window, None, slopes), expected)
 
 
+def test_chunked_layer_with_several_chunks_a_padding_mask_and_alibi_equals_the_reference():
+  # Long enough for the layer's causal fast path to split the queries into chunks, so the
+  # per-chunk ALiBi bias and the per-chunk slice of a BxTxT padding mask are both exercised.
+  t = 130
+  assert attention._causal_chunks(t) == 2  # chunks of 65 queries
+  x = _normal(14, (2, t, 16))
+  valid = jax.random.bernoulli(jax.random.key(15), 0.8, (2, t)).at[:, 0].set(False)
+  mask = attention.padding_mask(valid)
+
+  def value_and_grad(impl):
+    layer = _layer("alibi", impl)
+    out, vjp = jax.vjp(lambda x: layer(x, mask, causal=True), x)
+    return out, vjp(jnp.cos(out))[0]
+
+  chunked, reference = value_and_grad("chunked"), value_and_grad("vmap")
+  _close(chunked, reference, 1e-5)
+  # The bias and the mask matter at this length (so the comparison tests them).
+  plain = _layer("none", "chunked")(x, mask, causal=True)
+  assert float(jnp.abs(chunked[0] - plain).max()) > 1e-3
+  assert float(jnp.abs(chunked[0] - _layer("alibi", "chunked")(x, causal=True)).max()) > 1e-3
+
+
 @pytest.mark.parametrize("pos_encoding", ["rope", "alibi"])
 def test_bfloat16_runs_every_implementation_close_to_float32(pos_encoding):
   x = _normal(11, (2, 19, 16))
@@ -182,7 +203,7 @@ def test_bfloat16_runs_every_implementation_close_to_float32(pos_encoding):
 
 # The fast implementations equal the reference (tests above); the model uses its default one.
 @pytest.mark.slow  # compiles and trains/differentiates whole models (10-13 CPU-s each)
-@pytest.mark.parametrize("name", ["transformer", "local_attention"])
+@pytest.mark.parametrize("name", models.names("attention"))
 def test_model_is_causal_and_token_gradients_flow_with_rope_and_alibi(name):
   tokens = jax.random.randint(jax.random.key(12), (1, 14), 0, 7)
   for pe in ("rope", "alibi"):
@@ -217,7 +238,7 @@ def test_a_bad_pos_encoding_is_one_line_naming_the_field_and_the_allowed_values(
 
 
 @pytest.mark.slow  # compiles and trains/differentiates whole models (10-13 CPU-s each)
-@pytest.mark.parametrize("name", ["transformer", "local_attention"])
+@pytest.mark.parametrize("name", models.names("attention"))
 def test_a_tiny_model_trains_with_rope_and_alibi(name):
   e = models.entry(name)
   # A sequence to repeat shifted by 3: the model needs to know where it is.
