@@ -74,3 +74,26 @@ def test_every_implementation_in_bfloat16_is_close_to_float32(name):
   _, weights = _model(name, "vmap", "bfloat16")(tokens, return_attention=True)
   assert weights[0].dtype == jnp.float32
   np.testing.assert_allclose(np.asarray(weights[0].sum(-1)), 1.0, rtol=1e-5)
+
+
+def test_bfloat16_forward_result_dtypes_are_what_the_docstrings_say():
+  # Only the attention products and the readout ask for float32 results; the projections and
+  # the MLP (nnx.Linear(dtype=bfloat16), no preferred_element_type) return bfloat16.
+  for name in models.names("attention"):
+    model = _model(name, "vmap", "bfloat16")
+    graph, state = nnx.split(model)
+    jaxpr = jax.make_jaxpr(lambda s: nnx.merge(graph, s)(jnp.zeros((2, 12), jnp.int32)))(state)
+    outputs = [str(eqn.outvars[0].aval.dtype) for eqn in _dot_generals(jaxpr.jaxpr)]
+    assert all(operand == "bfloat16" for eqn in _dot_generals(jaxpr.jaxpr)
+               for operand in (str(v.aval.dtype) for v in eqn.invars)), name
+    # One layer: QKV, output projection, two MLP matmuls in bfloat16; q·k, w·v and the
+    # readout in float32.
+    assert outputs.count("bfloat16") == 4 and outputs.count("float32") == 3, (name, outputs)
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="the docstrings name CPU only")
+def test_a_bfloat16_dot_without_a_preferred_type_accumulates_in_float32_on_cpu():
+  # 1 + 1024 * 2^-9 = 3: a bfloat16 accumulator would lose each 2^-9 against 1 (8 bits).
+  a = jnp.asarray([1.0] + [2.0 ** -9] * 1024, jnp.bfloat16)
+  out = jax.jit(lambda a: a @ jnp.ones_like(a))(a)
+  assert out.dtype == jnp.bfloat16 and float(out) == 3.0

@@ -263,9 +263,12 @@ class MultiHeadAttention(nnx.Module):
   (any position added to the inputs is the caller's business) adds nothing. Positions are
   0..T-1; the returned weights include the encoding's effect.
 
-  Mixed precision: the parameters are float32; the projections and the two attention matmuls
-  run in `dtype` (float32 or bfloat16) with float32 accumulation for the logits; the logits
-  and the softmax are float32; the output is in `dtype`.
+  Mixed precision: the parameters are float32 and every matmul takes `dtype` (float32 or
+  bfloat16) operands. The two attention matmuls ask for float32 results
+  (`preferred_element_type` with `float32_accumulation`): the logits and the softmax are
+  float32. The QKV and output projections are `nnx.Linear(dtype=dtype)` without a
+  preferred_element_type: their results are in `dtype` (in bfloat16, rounded), and how they
+  accumulate is XLA's choice (float32 on CPU). The layer's output is in `dtype`.
   """
 
   def __init__(self, d_model: int, num_heads: int, *, implementation: str = "vmap",

@@ -10,11 +10,15 @@ encoding ('sinusoidal', 'learned'), or the attention layers apply it ('rope', 'a
 contributes, the same quantity as for the recurrent models (which have no positions to add).
 
 Mixed precision (`settings.compute_dtype`): parameters stay float32; every matmul (QKV, the
-attention products, the output projection, the MLP, the readout) and the sublayer
-activations run in the compute dtype; the attention logits and softmax, the LayerNorm
-statistics (and outputs, cast to the compute dtype after), the residual stream (a running
-sum, like an accumulator), the token and position embeddings and the returned logits stay
-float32.
+attention products, the output projection, the MLP, the readout) takes compute-dtype operands
+and the sublayer activations run in the compute dtype. The attention products and the
+readout ask for float32 results (`preferred_element_type`, `float32_accumulation`); the QKV
+and output projections and the MLP (`nnx.Linear(dtype=...)`, no preferred_element_type)
+return compute-dtype results: XLA picks their accumulation (float32 on CPU, where a
+bfloat16 dot is computed in float32 and rounded) and nothing here pins it elsewhere. The
+attention logits and softmax, the LayerNorm statistics (and outputs, cast to the compute
+dtype after), the residual stream (a running sum, like an accumulator), the token and
+position embeddings and the returned logits stay float32.
 """
 
 from __future__ import annotations
@@ -26,12 +30,13 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from seqresearch.models.attention import MultiHeadAttention, float32_accumulation
+from seqresearch.models.attention import (RELATIVE_ENCODINGS, MultiHeadAttention,
+                                          float32_accumulation)
 from seqresearch.models.config import TransformerSettings, compute_dtype_of
 
 
 # The encodings applied inside attention (the others are added in `from_embeddings`).
-_IN_ATTENTION = {"rope": "rope", "alibi": "alibi"}
+_IN_ATTENTION = {e: e for e in RELATIVE_ENCODINGS}
 
 
 def sinusoidal_encoding(length: int, width: int) -> jax.Array:
