@@ -617,13 +617,18 @@ def _extrapolation_task(scale: str) -> tuple[str, dict[str, Any]]:
   """(task, its dotted task fields) of the extrapolation runs: trained on train_distances.
 
   Raises:
-    ValueError: a task not in POSITION_TASKS, or induction distances not starting at 1.
+    ValueError: a task not in POSITION_TASKS, induction distances not starting at 1, or copy
+      distances that leave no delay.
   """
   ex = SCALES[scale]["extrapolation"]
   name, (low, high) = ex["task"], ex["train_distances"]
   fields = {f"task.{k}": v for k, v in ex["task_fields"].items()}
   if name == "copy":  # distance = delay + L
     length = fields.get("task.copy_length", _task("copy").copy_length)
+    if low <= length:  # a delay of at least 1
+      raise ValueError(f"extrapolation.train_distances=({low}, {high}) at scale {scale!r}: "
+                       f"copy distances are delay + copy_length, so the first must be > "
+                       f"{length}.")
     fields.update({"task.min_delay": low - length, "task.max_delay": high - length})
   elif name == "induction":  # the trigger position is random: every distance 1 .. L - 2
     if low != 1:

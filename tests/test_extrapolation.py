@@ -110,6 +110,12 @@ def test_extrapolation_task_errors_name_the_field(monkeypatch):
                                           train_distances=(3, 14))
   with pytest.raises(ValueError, match=r"extrapolation.train_distances=\(3, 14\)"):
     study_config.get_sweep("sweep=extrapolation,scale=quick")
+  # Copy: distance = delay + copy_length, so a first distance <= copy_length leaves no delay
+  # (it was reported as a negative task.min_delay, a field the user never set).
+  scales["quick"]["extrapolation"] = dict(scales["quick"]["extrapolation"], task="copy",
+                                          train_distances=(5, 50), task_fields={})
+  with pytest.raises(ValueError, match=r"extrapolation.train_distances=\(5, 50\).*must be > 10"):
+    study_config.get_sweep("sweep=extrapolation,scale=quick")
 
 
 def test_learned_positions_are_the_only_ones_with_parameters_per_position():
