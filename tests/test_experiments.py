@@ -160,6 +160,7 @@ def test_study_config_reads_task_constants_from_the_task_configs():
 # ---------------------------------------------------------------- restore and probes
 
 
+@pytest.mark.slow  # restores and evaluates trained runs (24-59 CPU-s)
 def test_restore_evaluates_every_seed_with_its_own_parameters(tiny_runs):
   restored = restore.restore(tiny_runs["lstm"])
   assert restored.seeds == (0, 1) and restored.step == 6
@@ -181,6 +182,7 @@ def test_restore_evaluates_every_seed_with_its_own_parameters(tiny_runs):
     assert evals[4 * high][s]["accuracy"] == pytest.approx(correct / scored, abs=1e-6)
 
 
+@pytest.mark.slow  # the module's trained tiny_runs (45 CPU-s to train, shared)
 def test_initial_model_is_the_runs_own_initialisation(tiny_runs):
   restored = restore.restore(tiny_runs["lstm"])
   config = restored.config
@@ -197,6 +199,7 @@ def test_initial_model_is_the_runs_own_initialisation(tiny_runs):
   assert any(not np.array_equal(a, b) for a, b in zip(trained, initial))
 
 
+@pytest.mark.slow  # the module's trained tiny_runs (45 CPU-s to train, shared)
 def test_unreachable_distances_say_why(tiny_runs):
   lstm = restore.restore(tiny_runs["lstm"])
   assert "must be integers > L = 10" in restore.unreachable(lstm, 10)
@@ -209,6 +212,7 @@ def test_unreachable_distances_say_why(tiny_runs):
     restore.restore(os.path.join(tiny_runs["lstm"], "nope"))
 
 
+@pytest.mark.slow  # the module's trained tiny_runs (45 CPU-s to train, shared)
 def test_gradient_profile_at_init_and_trained(tiny_runs):
   restored = restore.restore(tiny_runs["lstm"])
   trained = probes.gradient_profile(restored, 16, num_examples=4)
@@ -235,6 +239,7 @@ def test_gradient_ratio_is_normalised_by_neutral_lags_not_the_delimiter():
       probes.source_and_neutral_norms(norm_BxT, np.array([12, 12]), 2)[1]  # NaN: no lag between
 
 
+@pytest.mark.slow  # the module's trained tiny_runs (45 CPU-s to train, shared)
 def test_attention_mass_covers_every_seed(tiny_runs):
   transformer = restore.restore(tiny_runs["transformer"])
   assert probes.has_attention(transformer)
@@ -253,6 +258,7 @@ def _strict_json(path) -> dict:
   return json.loads(open(path).read(), parse_constant=refuse)
 
 
+@pytest.mark.slow  # restores and evaluates trained runs (24-59 CPU-s)
 def test_analyze_script_writes_strict_json_and_figures_and_skips_what_it_cannot_reach(
     tiny_runs, tmp_path, capsys):
   # The script's main, in this process (absl flags parsed by hand): the compiled programs of

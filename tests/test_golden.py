@@ -51,7 +51,11 @@ def test_golden_models_are_models_of_the_table():
   assert set(GOLDEN) <= set(models.MODEL_NAMES), set(GOLDEN) - set(models.MODEL_NAMES)
 
 
-@pytest.mark.parametrize("name", sorted(GOLDEN))
+# The main job's LSTM and the Transformer by default; every model in the slow suite (each
+# case compiles a model: 8-17 CPU-s).
+@pytest.mark.parametrize("name", [n if n in ("lstm", "transformer")
+                                  else pytest.param(n, marks=pytest.mark.slow)
+                                  for n in sorted(GOLDEN)])
 def test_first_step_loss_and_grad_norm_are_golden(name, tiny_config):
   config = tiny_config("configs/copy.py", f"{name},tiny")
   loss, grad_norm = _first_step(config)
@@ -64,6 +68,7 @@ def test_first_step_loss_and_grad_norm_are_golden(name, tiny_config):
       f"{name}: step-1 metrics moved; see this file's docstring for what to do."))
 
 
+@pytest.mark.slow  # trains the main job's config (17 CPU-s)
 def test_main_job_config_is_deterministic_at_a_short_budget(tmp_path, tiny_config):
   """The README's main job, cut to 8 steps, gives the same numbers twice on one machine.
 

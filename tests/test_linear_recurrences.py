@@ -143,6 +143,7 @@ def _train_a_few_steps(model: nnx.Module, steps: int = 3) -> nnx.State:
   return params
 
 
+@pytest.mark.slow  # n = 4096, both scan forms, values and gradients (42-53 CPU-s each)
 @pytest.mark.parametrize("name", LINEAR)
 def test_sequential_and_associative_scans_agree_at_n_4096(name):
   fields = {k: v for k, v in NARROW.items() if k in models.registry.config_fields(name)}
