@@ -47,9 +47,9 @@ def _layer_value_and_grads(layer: recurrent.RecurrentLayer, x_BxTxI, carry0, key
   return run(params, x_BxTxI, carry0)
 
 
-# The LSTM by default; every cell in the slow suite (13-18 CPU-s each).
-@pytest.mark.parametrize("cell", [c if c == "lstm" else pytest.param(c, marks=pytest.mark.slow)
-                                  for c in CELLS])
+# In the slow suite (13-22 CPU-s each); the default suite checks the batched weight gradients
+# through the whole model (test_batched_model_gradients_through_chunks_and_vmap_equal_autodiff).
+@pytest.mark.parametrize("cell", [pytest.param(c, marks=pytest.mark.slow) for c in CELLS])
 def test_batched_weight_grads_equal_autodiff(cell):
   b, t, i, h = 3, 7, 5, 6
   x_BxTxI = jax.random.normal(jax.random.key(1), (b, t, i))
@@ -140,7 +140,8 @@ def _transformer_value_and_grads(causal: bool, **fields):
   return run(params, x_BxTxD)
 
 
-@pytest.mark.parametrize("causal", [pytest.param(True, marks=pytest.mark.slow), False])  # 19 CPU-s
+@pytest.mark.parametrize("causal", [pytest.param(c, marks=pytest.mark.slow)
+                                    for c in (True, False)])  # 12-19 CPU-s each
 def test_transformer_fast_paths_equal_the_reference(causal):
   reference = _transformer_value_and_grads(causal, attention="vmap", mlp="autodiff")
   fast = [dict(attention="xla", mlp="custom_vjp")]
@@ -178,9 +179,10 @@ def _mha_value_and_grads(implementation: str, window: int | None, mask, t: int =
   return jax.jit(run)(params, x_BxTxD)
 
 
-# Full attention by default; the windows in the slow suite (about 20 CPU-s each).
-@pytest.mark.parametrize("window", [None, *(pytest.param(w, marks=pytest.mark.slow)
-                                            for w in (1, 4, 20))])
+# In the slow suite (15-20 CPU-s each); the default suite has test_models'
+# test_multi_head_attention_equals_jax_dot_product_attention and test_positional's equalities.
+@pytest.mark.parametrize("window", [pytest.param(w, marks=pytest.mark.slow)
+                                    for w in (None, 1, 4, 20)])
 def test_every_attention_implementation_equals_the_reference_with_masks_and_windows(window):
   """Causal, with and without a per-example padding mask (a query left with no key among
   them), with and without a local window (13 positions: uneven blocks of 4)."""

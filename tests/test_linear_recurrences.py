@@ -95,8 +95,9 @@ def test_local_attention_and_convolution_see_exactly_their_window():
   assert np.all(dep[(lag >= 0) & (lag < 4)] > 0.0)
 
 
-@pytest.mark.parametrize(
-    "name", [n for n in models.names() if models.entry(n).settings.is_recurrent])
+@pytest.mark.parametrize(  # lru and s6 (8 CPU-s each) in the slow suite
+    "name", [n if n not in ("lru", "s6") else pytest.param(n, marks=pytest.mark.slow)
+             for n in models.names() if models.entry(n).settings.is_recurrent])
 def test_whole_sequence_equals_chunks_with_carried_state(name):
   fields = {"scan": "sequential"} if name in LINEAR else {}
   model = _build(name, **fields)
@@ -239,7 +240,7 @@ print(json.dumps(out))
 
 
 @pytest.mark.parametrize("names", [
-    pytest.param(["s6"], id="s6"),  # the default suite: the model with the most parts
+    pytest.param(["s6"], id="s6", marks=pytest.mark.slow),  # 27 CPU-s
     # All six: about 10 min of CPU on a loaded 2-core machine, so in the slow (CI) suite.
     pytest.param(["lru", "mingru", "minlstm", "s6", "conv", "local_attention"], id="all_new",
                  marks=pytest.mark.slow)])

@@ -126,7 +126,8 @@ def test_returned_weights_include_rope_and_alibi():
 CASES = [(None, "chunked"), (None, "xla"), (4, "blocked"), (4, "xla")]
 
 
-@pytest.mark.parametrize("pos_encoding", ["rope", "alibi"])
+# RoPE's cases (10-26 CPU-s each) in the slow suite; ALiBi's (3 CPU-s) by default.
+@pytest.mark.parametrize("pos_encoding", [pytest.param("rope", marks=pytest.mark.slow), "alibi"])
 def test_every_implementation_equals_the_reference_with_the_encoding(pos_encoding):
   x = _normal(6, (2, 19, 16))
   mask = attention.padding_mask(jax.random.bernoulli(jax.random.key(7), 0.8, (2, 19)))
@@ -149,7 +150,7 @@ def test_every_implementation_equals_the_reference_with_the_encoding(pos_encodin
   assert float(jnp.abs(_layer(pos_encoding)(x, causal=True) - plain).max()) > 1e-3
 
 
-@pytest.mark.parametrize("pos_encoding", ["rope", "alibi"])
+@pytest.mark.parametrize("pos_encoding", [pytest.param("rope", marks=pytest.mark.slow), "alibi"])
 def test_chunked_and_blocked_functions_with_several_chunks_and_blocks(pos_encoding):
   b, t, h, k = 2, 23, 4, 6
   q, kk, v = (_normal(i, (b, t, h, k)) for i in (8, 9, 10))
@@ -166,6 +167,7 @@ def test_chunked_and_blocked_functions_with_several_chunks_and_blocks(pos_encodi
     _close(attention.local_causal_attention(q, kk, v, window, None, slopes), expected)
 
 
+@pytest.mark.slow  # two chunks of 65 queries, values and gradients (13 CPU-s)
 def test_chunked_layer_with_several_chunks_a_padding_mask_and_alibi_equals_the_reference():
   # Long enough for the layer's causal fast path to split the queries into chunks, so the
   # per-chunk ALiBi bias and the per-chunk slice of a BxTxT padding mask are both exercised.

@@ -168,7 +168,8 @@ def _train(config, num_steps: int) -> tuple[np.ndarray, steps.TrainState]:
   return np.diff(np.stack(sums), axis=0), jax.device_get(state)
 
 
-@pytest.mark.parametrize("name", _slow_unless_default())
+# 16 CPU-s for the LSTM alone: every model in the slow suite.
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) for n in NAMES])
 def test_short_bfloat16_training_run_loss_falls_like_float32(name, tiny_config):
   """80 steps of the tiny copy task: bfloat16's loss falls as float32's does.
 

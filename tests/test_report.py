@@ -263,6 +263,7 @@ def test_parallelism_verdict_separates_more_work_from_worse_use_of_the_hardware(
   assert "lower FLOP rate" in module.verdict(results).text
 
 
+@pytest.mark.slow  # counts FLOPs of every model at several sizes (20 CPU-s)
 def test_complexity_counts_match_table_1_on_small_sizes(tmp_path):
   complexity = experiments.modules(("complexity",))["complexity"]
   study = runner.Study("smoke", str(tmp_path), config=study_config,

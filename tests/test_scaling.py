@@ -10,6 +10,7 @@ import pytest
 from seqresearch.bench import scaling
 
 
+@pytest.mark.slow  # trains K seeds in one program (12 CPU-s)
 def test_the_bare_step_trains_k_seeds_at_once(tiny_config):
   step, state, data_keys = scaling.bare_train_step(tiny_config(), num_seeds=3)
   assert data_keys.shape == (3,)

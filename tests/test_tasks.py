@@ -50,7 +50,7 @@ ALL_SETTINGS = [
     pytest.param(COPY_STD, 64, id="copy_std"),
     pytest.param(COPY_VAR, 256, id="copy_var"),
     pytest.param(AGR_DEFAULT, LARGE, id="agreement_default"),
-    pytest.param(AGR_SMALL, SMALL, id="agreement_small"),
+    pytest.param(AGR_SMALL, SMALL, id="agreement_small", marks=pytest.mark.slow),  # 7 CPU-s
 ]
 COPY_CASES = ALL_SETTINGS[:2]
 

@@ -32,8 +32,9 @@ def _params(workdir: str) -> list[np.ndarray]:
   return [np.asarray(x) for x in jax.tree.leaves(state)]
 
 
-@pytest.mark.parametrize("path,arg", [("configs/copy.py", "lstm,tiny"),
-                                      ("configs/agreement.py", "transformer,tiny")])
+@pytest.mark.parametrize("path,arg", [
+    ("configs/copy.py", "lstm,tiny"),
+    pytest.param("configs/agreement.py", "transformer,tiny", marks=pytest.mark.slow)])  # 26 CPU-s
 def test_tiny_run_writes_the_workdir_contract(tmp_path, tiny_config, path, arg):
   config = tiny_config(path, arg)
   summary = train.train_and_evaluate(config, str(tmp_path))
