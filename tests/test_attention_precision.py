@@ -59,9 +59,8 @@ def test_bfloat16_train_step_multiplies_bfloat16_operands_only(name):
       assert {str(x.dtype) for x in jax.tree.leaves(state)} == {"float32"}
 
 
-# The Transformer's case (10 CPU-s) in the slow suite.
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n == "transformer"
-                                  else n for n in IMPLEMENTATIONS])
+# Every implementation of a whole model (10-17 CPU-s per model): the slow suite.
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) for n in IMPLEMENTATIONS])
 def test_every_implementation_in_bfloat16_is_close_to_float32(name):
   tokens = jax.random.randint(jax.random.key(0), (2, 20), 0, 7)
   reference = _model(name, "vmap", "float32")(tokens)

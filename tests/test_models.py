@@ -184,7 +184,10 @@ if jax.default_backend() == "gpu":
   _IMPLEMENTATIONS.append(("cudnn", None))
 
 
-@pytest.mark.parametrize("implementation,window", _IMPLEMENTATIONS)
+# The reference ('vmap', 11 CPU-s) in the slow suite; the fast forms by default.
+@pytest.mark.parametrize("implementation,window", [
+    pytest.param(i, w, marks=pytest.mark.slow) if i == "vmap" else (i, w)
+    for i, w in _IMPLEMENTATIONS])
 def test_a_query_with_no_allowed_key_outputs_zero_and_passes_no_gradient(implementation, window):
   """Issue 14 item 4: a padding mask that leaves query 0 no key (causal, key 0 padded) gave it
   uniform weights over all keys, future ones included."""

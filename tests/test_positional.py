@@ -126,8 +126,9 @@ def test_returned_weights_include_rope_and_alibi():
 CASES = [(None, "chunked"), (None, "xla"), (4, "blocked"), (4, "xla")]
 
 
-# RoPE's cases (10-26 CPU-s each) in the slow suite; ALiBi's (3 CPU-s) by default.
-@pytest.mark.parametrize("pos_encoding", [pytest.param("rope", marks=pytest.mark.slow), "alibi"])
+# Whole attention layers in every implementation (10-26 CPU-s each): the slow suite.
+@pytest.mark.parametrize("pos_encoding", [pytest.param(p, marks=pytest.mark.slow)
+                                          for p in ("rope", "alibi")])
 def test_every_implementation_equals_the_reference_with_the_encoding(pos_encoding):
   x = _normal(6, (2, 19, 16))
   mask = attention.padding_mask(jax.random.bernoulli(jax.random.key(7), 0.8, (2, 19)))
@@ -150,7 +151,8 @@ def test_every_implementation_equals_the_reference_with_the_encoding(pos_encodin
   assert float(jnp.abs(_layer(pos_encoding)(x, causal=True) - plain).max()) > 1e-3
 
 
-@pytest.mark.parametrize("pos_encoding", [pytest.param("rope", marks=pytest.mark.slow), "alibi"])
+@pytest.mark.parametrize("pos_encoding", [pytest.param(p, marks=pytest.mark.slow)
+                                          for p in ("rope", "alibi")])  # 10-17 CPU-s each
 def test_chunked_and_blocked_functions_with_several_chunks_and_blocks(pos_encoding):
   b, t, h, k = 2, 23, 4, 6
   q, kk, v = (_normal(i, (b, t, h, k)) for i in (8, 9, 10))

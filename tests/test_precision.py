@@ -91,7 +91,10 @@ def _split_pair(name: str):
   return 4 * U * (num_layers + 1), [(graphdef32, params32), (graphdef16, params16)]
 
 
-@pytest.mark.parametrize("name", NAMES)
+# The first model of each family by default; every model in the slow suite (4-8 CPU-s each).
+@pytest.mark.parametrize("name", [
+    n if n in {models.names(models.entry(n).family)[0] for n in NAMES}
+    else pytest.param(n, marks=pytest.mark.slow) for n in NAMES])
 def test_bfloat16_forward_is_close_to_float32_and_really_bfloat16(name):
   _require_field(name)
   tol, [(graphdef32, params32), (graphdef16, params16)] = _split_pair(name)

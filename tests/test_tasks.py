@@ -67,7 +67,10 @@ def test_settings_table_and_dispatch():
     tasks.make_batch(jax.random.key(0), object(), 4)
 
 
-@pytest.mark.parametrize("name", sorted(tasks.SETTINGS))
+# Agreement's case in the slow suite: its generator takes 12-16 CPU-s to compile (the other
+# agreement tests here cover it by default).
+@pytest.mark.parametrize("name", [n if n != "agreement" else pytest.param(n, marks=pytest.mark.slow)
+                                  for n in sorted(tasks.SETTINGS)])
 def test_every_task_has_the_whole_interface(name):
   """The common contract, checked on each task's defaults (short ones: a few examples)."""
   settings = tasks.SETTINGS[name]()
@@ -454,7 +457,8 @@ def _digest(batch: tasks.Batch) -> str:
   return h.hexdigest()[:16]
 
 
-@pytest.mark.parametrize("name", sorted(tasks.SETTINGS))
+@pytest.mark.parametrize("name", [n if n != "agreement" else pytest.param(n, marks=pytest.mark.slow)
+                                  for n in sorted(tasks.SETTINGS)])  # (see above)
 def test_default_batch_is_golden(name):
   digest = _digest(tasks.make_batch(jax.random.key(0), tasks.SETTINGS[name](), 4))
   assert digest == GOLDEN_BATCH_DIGESTS[name], (
