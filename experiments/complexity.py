@@ -327,9 +327,11 @@ def table1(results: dict[str, Any], everything: dict[str, dict[str, Any]]) -> st
           f"{results['widths'][-1]} at n = {results['length']}, split at d = "
           f"{results['length'] // 2}. Source: `complexity/results.json`."]
   if parallelism:
-    times = ", ".join(f"{variants.variant(n).label} n^{stats.fmt(r['exponents']['train_ms'])}"
-                      for n, r in parallelism["models"].items())
-    text.append(f"Wall time of a training step on {parallelism['backend']} "
+    d = str(parallelism["widths"][0])  # per width since issue 10.2; the narrowest here
+    times = ", ".join(
+        f"{variants.variant(n).label} n^{stats.fmt(r[d]['exponents']['train_ms'])}"
+        for n, r in parallelism["models"].items())
+    text.append(f"Wall time of a training step on {parallelism['backend']} at d = {d} "
                 f"(`parallelism/results.json`): {times}.")
   return "\n".join(text)
 
