@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import sys
 
 import jax
@@ -55,3 +56,26 @@ def tiny_config():
 def train_command():
   """`train_command(args)`: the argv that runs scripts/train.py with `args` in a subprocess."""
   return lambda args: [sys.executable, os.path.join(ROOT, "scripts", "train.py"), *args]
+
+
+def _check_cited_numbers(verdict, results, other_numbers=None) -> None:
+  """Every number a verdict cites is the results' number at its path, printed as cited.
+
+  With `other_numbers` (a set of decimal strings, e.g. a threshold {"0.9"}), every decimal
+  number printed in the text must also be a cited one or one of these.
+  """
+  from seqresearch.study import stats, verdicts  # pylint: disable=g-import-not-at-top
+  assert verdict.cited
+  for c in verdict.cited:
+    assert verdicts.lookup(results, c["path"]) == c["value"]
+    assert stats.fmt(c["value"], c["spec"]) == c["text"] and c["text"] in verdict.text
+  if other_numbers is not None:
+    printed = re.findall(r"(?<![\w.^])-?\d+\.\d+(?![\w×])", verdict.text)
+    assert set(printed) <= {c["text"] for c in verdict.cited} | set(other_numbers)
+
+
+@pytest.fixture
+def cited_numbers_equal_results():
+  """`cited_numbers_equal_results(verdict, results[, other_numbers])`: asserts that each number
+  a study verdict cites equals the results at its path and is printed as cited."""
+  return _check_cited_numbers

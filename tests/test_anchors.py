@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import subprocess
 import sys
 
@@ -20,7 +19,7 @@ from seqresearch import build
 from seqresearch import models
 from seqresearch import sweep
 from seqresearch.models import lru as lru_module
-from seqresearch.study import report, runner, stats, verdicts
+from seqresearch.study import report, runner, stats
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 anchors = experiments.modules(("anchors",))["anchors"]
@@ -246,16 +245,8 @@ def _fake_runs(study: runner.Study, accuracy: dict[str, float]) -> None:
       json.dump({"eval_by_seed": by_seed, "num_params": 1000}, f)
 
 
-def _cited_numbers_equal_results(verdict, results) -> None:
-  assert verdict.cited
-  for c in verdict.cited:
-    assert verdicts.lookup(results, c["path"]) == c["value"]
-    assert stats.fmt(c["value"], c["spec"]) == c["text"] and c["text"] in verdict.text
-  printed = re.findall(r"(?<![\w.^])-?\d+\.\d+(?![\w×])", verdict.text)
-  assert set(printed) <= {c["text"] for c in verdict.cited} | {"0.9"}
-
-
-def test_section_on_constructed_runs_names_the_papers_numbers_and_its_verdict(tmp_path):
+def test_section_on_constructed_runs_names_the_papers_numbers_and_its_verdict(tmp_path,
+    cited_numbers_equal_results):
   study = runner.Study("quick", str(tmp_path), config=study_config,
                        experiments={"anchors": anchors})
   _fake_runs(study, {"s6": 0.97, "mingru": 0.95, "minlstm": 0.9, "lru": 0.3, "conv": 0.2,
@@ -267,7 +258,7 @@ def test_section_on_constructed_runs_names_the_papers_numbers_and_its_verdict(tm
   assert set(results["spectra"]) == {"lru", "s6"}  # the models with a paper's init check
   assert all(s["pass"] for s in results["spectra"].values())
   verdict = anchors.verdict(results)
-  _cited_numbers_equal_results(verdict, results)
+  cited_numbers_equal_results(verdict, results, {"0.9"})
   text = verdict.text
   assert "report 18.3% for S4 and 97.0% for S6 (no gate) at L = 4096 after 400000 steps" in text
   assert "ours is much smaller: C = 32, M = 8, A = 8, 400 steps, chance 0.125" in text
@@ -286,13 +277,14 @@ def test_section_on_constructed_runs_names_the_papers_numbers_and_its_verdict(tm
   results["models"]["lru"]["status"] = "solved"
   results["direction"] = anchors.direction(results["models"], study_config.anchor_models("quick"))
   against = anchors.verdict(results)
-  _cited_numbers_equal_results(against, results)
+  cited_numbers_equal_results(against, results, {"0.9"})
   assert "is not reproduced at this scale" in against.text
   assert "Mamba (S6) vs LRU (indistinguishable)" in against.text
   assert "solved by the LTI model(s) LRU" in against.text
 
 
-def test_section_names_the_solved_threshold_and_one_seed_models_apart(tmp_path, monkeypatch):
+def test_section_names_the_solved_threshold_and_one_seed_models_apart(tmp_path, monkeypatch,
+    cited_numbers_equal_results):
   study = runner.Study("quick", str(tmp_path), config=study_config,
                        experiments={"anchors": anchors})
   _fake_runs(study, {"s6": 0.97, "mingru": 0.95, "minlstm": 0.9, "lru": 0.3, "conv": 0.2,
@@ -308,7 +300,7 @@ def test_section_names_the_solved_threshold_and_one_seed_models_apart(tmp_path, 
                                                           results["chance"])
   results["direction"] = anchors.direction(results["models"], study_config.anchor_models("quick"))
   verdict = anchors.verdict(results)
-  _cited_numbers_equal_results(verdict, results)
+  cited_numbers_equal_results(verdict, results, {"0.9"})
   assert "fewer than two finite seeds: minGRU" in verdict.text
   assert "not above chance" not in verdict.text
   assert "no LTI model solving the task (interval at or above 0.8)" in verdict.text

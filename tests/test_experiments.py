@@ -447,15 +447,8 @@ def _fake_capacity_runs(study: runner.Study, accuracy) -> None:
       json.dump({"eval_by_seed": {str(s): {"accuracy": x} for s, x in enumerate(seeds)}}, f)
 
 
-def _cited_numbers_equal_results(verdict, results) -> None:
-  from seqresearch.study import stats, verdicts  # pylint: disable=g-import-not-at-top
-  assert verdict.cited
-  for c in verdict.cited:
-    assert verdicts.lookup(results, c["path"]) == c["value"]
-    assert stats.fmt(c["value"], c["spec"]) == c["text"] and c["text"] in verdict.text
-
-
-def test_capacity_analysis_reads_every_run_and_the_verdict_follows_the_state(tmp_path):
+def test_capacity_analysis_reads_every_run_and_the_verdict_follows_the_state(tmp_path,
+    cited_numbers_equal_results):
   from seqresearch.study import stats  # pylint: disable=g-import-not-at-top
   capacity = experiments.modules(("capacity",))["capacity"]
   study = runner.Study("smoke", str(tmp_path), config=study_config,
@@ -475,7 +468,7 @@ def test_capacity_analysis_reads_every_run_and_the_verdict_follows_the_state(tmp
   transformer = results["variants"]["transformer"]["sizes"]
   assert transformer[0]["state_floats"] == 2 * 2 * 8 * 12  # 2 layers, d_model 8, T = 12
   verdict = capacity.verdict(results)
-  _cited_numbers_equal_results(verdict, results)
+  cited_numbers_equal_results(verdict, results)
   text = verdict.text
   assert "higher accuracy at equal K in 2 of 4 comparisons" in text  # the RNN at K = 2 and 4
   assert "The smallest state already recalls K pairs" in text and "LRU at K = 4" in text
@@ -490,7 +483,7 @@ def test_capacity_analysis_reads_every_run_and_the_verdict_follows_the_state(tmp
   lru["state_floats"] = 400
   lru["by_pairs"]["4"]["accuracy"] = stats.seed_summary([0.29, 0.3, 0.31], examples=32)
   matched = capacity.verdict(results)
-  _cited_numbers_equal_results(matched, results)
+  cited_numbers_equal_results(matched, results)
   assert ("the Transformer with a cache of 384 floats scores 1.00, the LRU with a state of 400 "
           "floats 0.30; 95% intervals apart) attention still wins") in matched.text
   paths = capacity.figures(results, str(tmp_path / "figures"))
@@ -530,7 +523,8 @@ def _fake_long_copy_runs(study: runner.Study, accuracy) -> None:
       json.dump({"eval_by_seed": by_seed}, f)
 
 
-def test_long_copy_accuracy_against_length_per_state_size_and_what_explains_it(tmp_path):
+def test_long_copy_accuracy_against_length_per_state_size_and_what_explains_it(tmp_path,
+    cited_numbers_equal_results):
   from seqresearch.study import stats  # pylint: disable=g-import-not-at-top
   capacity = experiments.modules(("capacity",))["capacity"]
   study = runner.Study("smoke", str(tmp_path), config=study_config,
@@ -552,7 +546,7 @@ def test_long_copy_accuracy_against_length_per_state_size_and_what_explains_it(t
   assert long_copy["variants"]["transformer"]["sizes"][0]["state_floats"] == 2 * 2 * 8 * 12
   assert len(results["runs"]) == len(study.runs("capacity")) + len(study.runs("capacity_copy"))
   verdict = capacity.verdict(results)
-  _cited_numbers_equal_results(verdict, results)
+  cited_numbers_equal_results(verdict, results)
   text = verdict.text
   assert "Long-copy accuracy is explained by the state size for Elman RNN (1.00 → 1.00 with L" \
       in text and "0.10 → 1.00 with the state at L = 6" in text
@@ -563,7 +557,7 @@ def test_long_copy_accuracy_against_length_per_state_size_and_what_explains_it(t
   large = long_copy["variants"]["rnn"]["sizes"][1]["by_length"]
   large["6"] = stats.seed_summary([0.49, 0.5, 0.51], examples=6)
   both = capacity.verdict(results)
-  _cited_numbers_equal_results(both, results)
+  cited_numbers_equal_results(both, results)
   assert "explained by both the length and the state size for Elman RNN" in both.text
   paths = capacity.figures(results, str(tmp_path / "figures"))
   assert len(paths) == 3 and os.path.basename(paths[2]) == "capacity_long_copy.png"
@@ -573,7 +567,8 @@ def test_long_copy_accuracy_against_length_per_state_size_and_what_explains_it(t
   assert "| Elman RNN | 8 | hidden_size=8 |" in table and "(0 of 3)" in table
 
 
-def test_capacity_verdict_is_undecided_when_nothing_is_learnt(tmp_path):
+def test_capacity_verdict_is_undecided_when_nothing_is_learnt(tmp_path,
+    cited_numbers_equal_results):
   from seqresearch.study import stats  # pylint: disable=g-import-not-at-top
   capacity = experiments.modules(("capacity",))["capacity"]
   study = runner.Study("smoke", str(tmp_path), config=study_config,
@@ -583,7 +578,7 @@ def test_capacity_verdict_is_undecided_when_nothing_is_learnt(tmp_path):
   _fake_capacity_runs(study, lambda model, size, pairs: size / pairs)
   results = stats.json_ready(capacity.run(study))
   verdict = capacity.verdict(results)
-  _cited_numbers_equal_results(verdict, results)
+  cited_numbers_equal_results(verdict, results)
   assert "higher accuracy at equal K" not in verdict.text
   assert "No 95% interval above chance 1/K at either size" in verdict.text
   assert "undecided at this scale" in verdict.text

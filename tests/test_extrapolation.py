@@ -14,16 +14,9 @@ import experiments
 from configs import study as study_config
 from seqresearch import models
 from seqresearch import train
-from seqresearch.study import runner, stats, variants, verdicts
+from seqresearch.study import runner, stats, variants
 
 extrapolation = experiments.modules(("extrapolation",))["extrapolation"]
-
-
-def _cited_numbers_equal_results(verdict, results) -> None:
-  assert verdict.cited
-  for c in verdict.cited:
-    assert verdicts.lookup(results, c["path"]) == c["value"]
-    assert stats.fmt(c["value"], c["spec"]) == c["text"] and c["text"] in verdict.text
 
 
 def _encodings() -> set[str]:
@@ -156,7 +149,8 @@ HIGH = [0.99, 1.0, 0.995]
 LOW = [0.1, 0.12, 0.08]
 
 
-def test_learned_positions_beyond_training_are_reported_never_trained_not_a_pass():
+def test_learned_positions_beyond_training_are_reported_never_trained_not_a_pass(
+    cited_numbers_equal_results):
   # The old verdict read 0.99 of a learned-position model at 4·D as 'does not fall'.
   results = _results(
       lstm=_variant({"7": HIGH, "14": HIGH, "28": HIGH, "56": HIGH}),
@@ -174,7 +168,7 @@ def test_learned_positions_beyond_training_are_reported_never_trained_not_a_pass
   nope = extrapolation.assess(results, "transformer_nope")
   assert nope["beyond"] == {"28": "holds", "56": "fails"} and nope["reach"] == "28"
   verdict = extrapolation.verdict(results)
-  _cited_numbers_equal_results(verdict, results)
+  cited_numbers_equal_results(verdict, results)
   text = verdict.text
   assert "not counted (positions never trained: trained length 16) at 28" in text
   assert "Transformer (learned positions)" in text and "extrapolates to 28 (2.0× D)" in text
@@ -188,27 +182,28 @@ def test_learned_positions_beyond_training_are_reported_never_trained_not_a_pass
   assert "(positions never trained)" in table and "d = 14 (trained)" in table
 
 
-def test_no_contradiction_when_an_encoding_holds_as_far_as_the_recurrence():
+def test_no_contradiction_when_an_encoding_holds_as_far_as_the_recurrence(
+    cited_numbers_equal_results):
   results = _results(
       lstm=_variant({"14": HIGH, "56": HIGH}),
       transformer_nope=_variant({"14": HIGH, "56": [0.98, 0.99, 0.985]}))
   verdict = extrapolation.verdict(results)
-  _cited_numbers_equal_results(verdict, results)
+  cited_numbers_equal_results(verdict, results)
   assert not verdict.contradictions
   assert "level with the best recurrent one" in verdict.text
   assert "not universal here" in verdict.text
 
 
-def test_unlearnt_models_say_little_and_leave_the_comparison_undecided():
+def test_unlearnt_models_say_little_and_leave_the_comparison_undecided(cited_numbers_equal_results):
   results = _results(lstm=_variant({"14": LOW, "56": LOW}),
                      transformer=_variant({"14": HIGH, "56": LOW}))
   verdict = extrapolation.verdict(results)
-  _cited_numbers_equal_results(verdict, results)
+  cited_numbers_equal_results(verdict, results)
   assert "not learnt within the trained range" in verdict.text
   assert "undecided at this scale" in verdict.text and not verdict.contradictions
 
 
-def test_above_the_threshold_but_lower_than_in_range_still_holds():
+def test_above_the_threshold_but_lower_than_in_range_still_holds(cited_numbers_equal_results):
   # The old verdict called ALiBi at 0.97 and 0.95 'undecided at this scale' (interval below
   # the edge's) and then said no encoding of attention holds: a contradiction on a model
   # that still solves the task beyond training.
@@ -220,13 +215,13 @@ def test_above_the_threshold_but_lower_than_in_range_still_holds():
   assert alibi["beyond"] == {"28": extrapolation.HOLDS_LOWER, "56": extrapolation.HOLDS_LOWER}
   assert alibi["reach"] == "56"
   verdict = extrapolation.verdict(results)
-  _cited_numbers_equal_results(verdict, results)
+  cited_numbers_equal_results(verdict, results)
   assert not verdict.contradictions
   assert "holds (lower than in range) at 28, holds (lower than in range) at 56" in verdict.text
   assert "behind the best recurrent one" in verdict.text and "not universal" in verdict.text
 
 
-def test_one_finite_seed_neither_holds_nor_decides_the_comparison():
+def test_one_finite_seed_neither_holds_nor_decides_the_comparison(cited_numbers_equal_results):
   # The old test accepted a hold on one seed (compare: 'undecided'), while a failure needed
   # intervals apart; and it said the sides could not be told apart 'without intervals'.
   results = _results(lstm=_variant({"14": HIGH, "56": [1.0]}),
@@ -234,11 +229,12 @@ def test_one_finite_seed_neither_holds_nor_decides_the_comparison():
   assert extrapolation.assess(results, "transformer_rope")["beyond"] == {"56": "undecided"}
   assert extrapolation.assess(results, "transformer_rope")["reach"] is None
   verdict = extrapolation.verdict(results)
-  _cited_numbers_equal_results(verdict, results)
+  cited_numbers_equal_results(verdict, results)
   assert "fewer than two finite seeds" in verdict.text and not verdict.contradictions
 
 
-def test_no_contradiction_unless_every_attention_model_fails_at_the_far_distance():
+def test_no_contradiction_unless_every_attention_model_fails_at_the_far_distance(
+    cited_numbers_equal_results):
   # NoPE fails at 56; RoPE drops just below the threshold with its interval still touching
   # the edge's: undecided, so the recurrence being ahead is no contradiction yet.
   results = _results(lstm=_variant({"14": HIGH, "56": HIGH}),
@@ -248,7 +244,7 @@ def test_no_contradiction_unless_every_attention_model_fails_at_the_far_distance
   assert extrapolation.assess(results, "transformer_nope")["beyond"] == {"56": "fails"}
   assert extrapolation.assess(results, "transformer_rope")["beyond"] == {"56": "undecided"}
   verdict = extrapolation.verdict(results)
-  _cited_numbers_equal_results(verdict, results)
+  cited_numbers_equal_results(verdict, results)
   assert not verdict.contradictions
   assert "not every attention model is shown to fail there" in verdict.text
   # With RoPE failing too, every counted attention model fails: against the essay.
@@ -261,7 +257,8 @@ def test_no_contradiction_unless_every_attention_model_fails_at_the_far_distance
 
 
 @pytest.mark.slow  # trains and evaluates tiny runs
-def test_run_evaluates_past_the_trained_length_and_marks_learned_positions(tmp_path):
+def test_run_evaluates_past_the_trained_length_and_marks_learned_positions(tmp_path,
+    cited_numbers_equal_results):
   study = runner.Study("smoke", str(tmp_path), config=study_config,
                        experiments={"extrapolation": extrapolation})
   chosen = {"rnn", "transformer_learned"}
@@ -283,7 +280,7 @@ def test_run_evaluates_past_the_trained_length_and_marks_learned_positions(tmp_p
   assert not rnn["by_distance"]["24"]["positions_never_trained"]
   assert learned["by_distance"]["24"]["accuracy"]["examples_per_seed"] == 32
   verdict = extrapolation.verdict(results)
-  _cited_numbers_equal_results(verdict, results)
+  cited_numbers_equal_results(verdict, results)
   assert "run(s) failed" in verdict.text
   paths = extrapolation.figures(results, str(tmp_path / "figures"))
   assert len(paths) == 1 and os.path.getsize(paths[0]) > 1000

@@ -11,16 +11,9 @@ from ml_collections import config_dict
 import experiments
 from configs import study as study_config
 from seqresearch.analysis import flops
-from seqresearch.study import runner, stats, verdicts
+from seqresearch.study import runner, stats
 
 parallelism = experiments.modules(("parallelism",))["parallelism"]
-
-
-def _cited_numbers_equal_results(verdict, results) -> None:
-  assert verdict.cited
-  for c in verdict.cited:
-    assert verdicts.lookup(results, c["path"]) == c["value"]
-    assert stats.fmt(c["value"], c["spec"]) == c["text"] and c["text"] in verdict.text
 
 
 @pytest.mark.parametrize("scale", tuple(study_config.SCALES))
@@ -75,7 +68,8 @@ def _results(transformer_32: dict, transformer_128: dict) -> dict:
           "models": models, "comparisons": parallelism.compare(models, lengths, widths)}
 
 
-def test_verdict_separates_more_work_from_not_using_the_parallel_hardware():
+def test_verdict_separates_more_work_from_not_using_the_parallel_hardware(
+    cited_numbers_equal_results):
   # d = 32: attention slower at n = 512 with 10x the FLOPs at a higher rate (more work), faster
   # at n = 32 at a higher rate (the LSTM leaves the hardware idle), level at n = 128.
   # d = 128: attention slower at n = 32 with fewer FLOPs, so at a lower rate: against the essay.
@@ -91,7 +85,7 @@ def test_verdict_separates_more_work_from_not_using_the_parallel_hardware():
   assert more["flop_ratio"] == pytest.approx(10.0) and more["time_ratio"] == pytest.approx(2.5)
   assert more["rate_ratio"] == pytest.approx(4.0)  # time ratio = FLOP ratio / rate ratio
   verdict = parallelism.verdict(results)
-  _cited_numbers_equal_results(verdict, results)
+  cited_numbers_equal_results(verdict, results)
   text = verdict.text
   assert "takes 2.50× the time of the LSTM for 10.00× the FLOPs at 4.00× the FLOP rate " \
          "(more work)" in text
@@ -103,19 +97,20 @@ def test_verdict_separates_more_work_from_not_using_the_parallel_hardware():
   assert "lower FLOP rate" in verdict.contradictions[0]
 
 
-def test_a_slower_attention_that_does_more_work_is_not_a_contradiction():
+def test_a_slower_attention_that_does_more_work_is_not_a_contradiction(cited_numbers_equal_results):
   # The old verdict called attention 'slower' at the longest n (more work there) a
   # contradiction of the essay; the split says it is the work, at an equal or better rate.
   results = _results(
       _rows([5.0, 80.0, 800.0], 1.0, [0.1, 1.6, 32.0], [1, 1, 1]),
       _rows([10.0, 80.0, 640.0], 1.0, [0.5, 4.0, 32.0], [1, 1, 1]))
   verdict = parallelism.verdict(results)
-  _cited_numbers_equal_results(verdict, results)
+  cited_numbers_equal_results(verdict, results)
   assert not verdict.contradictions
   assert "does more work" in verdict.text
 
 
-def test_without_a_higher_attention_rate_the_verdict_says_the_recurrence_is_not_held_back():
+def test_without_a_higher_attention_rate_the_verdict_says_the_recurrence_is_not_held_back(
+    cited_numbers_equal_results):
   # Same FLOP rate everywhere: any time difference is work.
   same = lambda ms: _rows(ms, 0.5, [m * 0.01 for m in ms], [1, 1, 1])  # noqa: E731
   results = _results(same([5.0, 40.0, 800.0]), same([10.0, 80.0, 640.0]))
@@ -124,12 +119,13 @@ def test_without_a_higher_attention_rate_the_verdict_says_the_recurrence_is_not_
       for d, rows in results["models"]["lstm"].items()}
   results["comparisons"] = parallelism.compare(results["models"], [32, 128, 512], [32, 128])
   verdict = parallelism.verdict(results)
-  _cited_numbers_equal_results(verdict, results)
+  cited_numbers_equal_results(verdict, results)
   assert "In no cell does attention reach a FLOP rate above" in verdict.text
   assert not verdict.contradictions
 
 
-def test_a_higher_attention_rate_where_attention_is_only_slower_is_not_called_absent():
+def test_a_higher_attention_rate_where_attention_is_only_slower_is_not_called_absent(
+    cited_numbers_equal_results):
   # Every cell: attention slower with 4x the FLOPs at twice the LSTM's FLOP rate (more work).
   # The old verdict said no cell reaches a rate above the recurrence's range.
   results = _results(_rows([20.0, 80.0, 320.0], 1.0, [0.4, 1.6, 6.4], [1, 1, 1]),
@@ -138,7 +134,7 @@ def test_a_higher_attention_rate_where_attention_is_only_slower_is_not_called_ab
   assert {(c["time"], c["rate"], c["cause"]) for c in cells} == {("slower", "higher",
                                                                    "more work")}
   verdict = parallelism.verdict(results)
-  _cited_numbers_equal_results(verdict, results)
+  cited_numbers_equal_results(verdict, results)
   assert "In no cell does attention reach a FLOP rate above" not in verdict.text
   assert ("Attention's FLOP rate lies above the recurrence's range at n = 32, d = 32; "
           "n = 128, d = 32") in verdict.text
@@ -156,7 +152,8 @@ def test_primitives_without_a_flop_rule_are_stored_per_point(monkeypatch):
   assert rows["train_flops"] == [full.total - full.by_primitive["tanh"]]
 
 
-def test_an_incomplete_flop_count_is_named_and_not_held_against_the_essay():
+def test_an_incomplete_flop_count_is_named_and_not_held_against_the_essay(
+    cited_numbers_equal_results):
   # The Transformer's count omits a primitive at n = 32, d = 32, where it is slower at a
   # lower rate: named in the table and the verdict, and no contradiction.
   transformer_32 = _rows([30.0, 40.0, 100.0], 1.0, [0.05, 0.4, 1.6], [1, 1, 1])
@@ -171,14 +168,15 @@ def test_an_incomplete_flop_count_is_named_and_not_held_against_the_essay():
   assert results["comparisons"]["32"][1]["uncounted"] == []
   assert "(FLOPs omit cudnn_attention)" in parallelism.tables(results)
   verdict = parallelism.verdict(results)
-  _cited_numbers_equal_results(verdict, results)
+  cited_numbers_equal_results(verdict, results)
   assert "incomplete" in verdict.text and "n = 32, d = 32 (omitting cudnn_attention)" in \
       verdict.text
   assert not verdict.contradictions
 
 
 @pytest.mark.slow  # times every model
-def test_run_times_every_model_at_every_width_and_length(tmp_path, monkeypatch):
+def test_run_times_every_model_at_every_width_and_length(tmp_path, monkeypatch,
+    cited_numbers_equal_results):
   monkeypatch.setattr(study_config, "study_models", lambda scale: ("rnn", "transformer"))
   study = runner.Study("smoke", str(tmp_path), config=study_config,
                        experiments={"parallelism": parallelism})
@@ -207,7 +205,7 @@ def test_run_times_every_model_at_every_width_and_length(tmp_path, monkeypatch):
   assert all(c["attention"] == "transformer" and c["recurrent"] == "rnn"
              for c in cells["8"] + cells["16"])
   verdict = parallelism.verdict(results)
-  _cited_numbers_equal_results(verdict, results)
+  cited_numbers_equal_results(verdict, results)
   assert "At d = 16: n = 4 (n < d)" in verdict.text
   paths = parallelism.figures(results, str(tmp_path / "figures"))
   assert len(paths) == 2
