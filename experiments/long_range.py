@@ -19,7 +19,7 @@ from typing import Any
 
 from seqresearch import build
 from seqresearch import workdir as workdir_lib
-from seqresearch.study import markdown, plots, runner, stats, variants, verdicts
+from seqresearch.study import markdown, plots, runner, state_size, stats, variants, verdicts
 
 TITLE = "Long-range dependencies: accuracy versus distance"
 CLAIM = ("A recurrent layer's path between two positions grows as O(n), self-attention's is "
@@ -126,12 +126,28 @@ def _agreement(study: runner.Study) -> dict[str, Any]:
           "failed_runs": runner.failed_runs(study, runs)}
 
 
+def _models(study: runner.Study) -> dict[str, dict[str, Any]]:
+  """Per variant and task, what was compared (`state_size.describe`): sizes, parameters, state,
+  learning rate and steps; for copy, of the run at the longest sequence."""
+  out: dict[str, dict[str, Any]] = {}
+  for sweep, task in (("long_range_copy", "copy"), ("long_range_agreement", "agreement")):
+    for run in study.runs(sweep):
+      if not run.finished:
+        continue
+      described = state_size.describe(workdir_lib.load_config(run.workdir),
+                                      runner.run_summary(run)["num_params"])
+      entry = out.setdefault(study.variant(run), {})
+      if task not in entry or described["seq_len"] > entry[task]["seq_len"]:
+        entry[task] = described
+  return out
+
+
 def run(study: runner.Study) -> dict[str, Any]:
   copy, agreement = _copy(study), _agreement(study)
   runs = [p["run"] for var in copy["variants"].values() for p in var.values()]
   runs += [v["run"] for v in agreement["variants"].values()]
-  return {"copy": copy, "agreement": agreement, "runs": sorted(set(runs)),
-          "failed_runs": copy["failed_runs"] + agreement["failed_runs"]}
+  return {"copy": copy, "agreement": agreement, "models": _models(study),
+          "runs": sorted(set(runs)), "failed_runs": copy["failed_runs"] + agreement["failed_runs"]}
 
 
 def figures(results: dict[str, Any], out_dir: str) -> list[str]:
@@ -196,8 +212,29 @@ def _cell(summary: dict[str, Any] | None) -> str:
   return f"{stats.pm(summary, learnt=SOLVED)} [{solved}/{seeds}]"
 
 
+def _models_table(described: dict[str, dict[str, Any]]) -> list[str]:
+  """The models compared: sizes, parameters, state floats, learning rate, steps, per task."""
+  rows = []
+  for name in variants.ordered(described):
+    by_task = described[name]
+    first = next(iter(by_task.values()))
+    per_task = lambda key, spec="d": " / ".join(  # noqa: E731
+        stats.fmt(by_task[t][key], spec) if t in by_task else "–" for t in ("copy", "agreement"))
+    rows.append([variants.variant(name).label, str(first["num_layers"]),
+                 ", ".join(f"{k} {v}" for k, v in first["sizes"].items()),
+                 per_task("parameters"), per_task("state_floats"), per_task("learning_rate", "g"),
+                 per_task("steps")])
+  return ["Models compared (copy / agreement: the copy run at the longest distance): layers, "
+          "the model's other integer settings, parameters of one seed, the floats it holds "
+          "between tokens (a recurrence's state; attention's key-value cache at the task's "
+          "sequence length), learning rate and training steps. Sizes differ by family: compare "
+          "accuracies with the parameters and the state in view.", "",
+          markdown.table(["model", "layers", "settings", "parameters", "state (floats)",
+                          "learning rate", "steps"], rows), ""]
+
+
 def tables(results: dict[str, Any]) -> str:
-  out = []
+  out = _models_table(results["models"]) if results.get("models") else []
   copy = results["copy"]
   if copy["variants"]:
     ds = [str(d) for d in copy["distances"]]

@@ -393,6 +393,40 @@ def test_state_floats_of_attention_is_the_kv_cache_it_grows_with_the_sequence():
     _state("transformer", 0)
 
 
+def test_describe_reads_a_runs_sizes_state_rate_and_budget_from_its_config(tiny_config):
+  from seqresearch.study import state_size  # pylint: disable=g-import-not-at-top
+  config = tiny_config("configs/copy.py", "lstm,tiny")
+  described = state_size.describe(config, 1234)
+  task = build.task_settings(config.task)
+  assert described["parameters"] == 1234 and described["seq_len"] == task.seq_len
+  assert described["num_layers"] == config.model.num_layers
+  assert described["sizes"]["hidden_size"] == config.model.hidden_size
+  assert "name" not in described["sizes"] and "num_layers" not in described["sizes"]
+  # An LSTM holds its cell and hidden state per layer.
+  assert described["state_floats"] == 2 * config.model.hidden_size * config.model.num_layers
+  assert described["learning_rate"] == config.optimizer.learning_rate
+  assert described["steps"] == config.num_train_steps
+  # Attention's cache grows with the task's sequence length.
+  attention = state_size.describe(tiny_config("configs/copy.py", "transformer,tiny"), 1)
+  m = tiny_config("configs/copy.py", "transformer,tiny").model
+  assert attention["state_floats"] == 2 * m.num_layers * m.d_model * attention["seq_len"]
+
+
+def test_long_range_tables_name_each_models_size_parameters_and_state():
+  long_range = experiments.modules(("long_range",))["long_range"]
+  row = lambda p, s, lr, steps: {  # noqa: E731
+      "parameters": p, "num_layers": 2, "sizes": {"hidden_size": 64}, "state_floats": s,
+      "seq_len": 30, "learning_rate": lr, "steps": steps, "batch_size": 32}
+  results = {"models": {"lstm": {"copy": row(58826, 256, 1e-3, 500),
+                                 "agreement": row(61000, 256, 3e-3, 1000)},
+                        "transformer": {"agreement": row(17802, 3840, 3e-4, 300)}},
+             "copy": {"variants": {}}, "agreement": {"variants": {}}}
+  text = long_range.tables(results)
+  assert "| LSTM | 2 | hidden_size 64 | 58826 / 61000 | 256 / 256 | 0.001 / 0.003 | " \
+         "500 / 1000 |" in text
+  assert "| Transformer | 2 | hidden_size 64 | – / 17802 | – / 3840 | – / 0.0003 | – / 300 |" in text
+
+
 @pytest.mark.parametrize("scale", tuple(study_config.SCALES))
 def test_capacity_sweep_runs_every_study_model_at_growing_states_and_one_length(scale,
                                                                                 tmp_path):

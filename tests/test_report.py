@@ -426,6 +426,11 @@ def _check_runs_are_traceable_and_analyses_measured_what_they_claim(smoke) -> No
       assert point["accuracy"]["per_seed"] == pytest.approx(per_seed)
       assert len(per_seed) == 1 and point["accuracy"]["ci95_seeds"] is None  # one seed per run
   assert long_range["copy"]["distances"] == [13, 18]
+  assert set(long_range["models"]) == models  # every model's size, parameters and state
+  for name, variant in long_range["copy"]["variants"].items():
+    # The longest copy run's sizes are the ones described.
+    summary = json.loads((smoke / variant["18"]["run"] / "summary.json").read_text())
+    assert long_range["models"][name]["copy"]["parameters"] == summary["num_params"]
   for variant in long_range["agreement"]["variants"].values():
     assert set(variant["by_attractors"]) == {"0", "1", "2"}
 

@@ -29,6 +29,7 @@ import jax
 import numpy as np
 from flax import nnx
 
+from seqresearch import build
 from seqresearch import models
 
 
@@ -62,3 +63,26 @@ def state_floats(settings: Any, seq_len: int) -> int:
   lm = nnx.eval_shape(lambda: models.build_model(settings, vocab_size=2, rngs=nnx.Rngs(0)))
   carry = jax.eval_shape(lambda: lm.initial_state(1))
   return int(sum(_floats(leaf) for leaf in jax.tree.leaves(carry)))
+
+
+def describe(config: Any, num_params: int) -> dict[str, Any]:
+  """What a trained run compared: its model's size, state, learning rate and budget.
+
+  Args:
+    config: the run's config (`workdir.load_config`), a ConfigDict.
+    num_params: the parameters of one seed's model (summary.json `num_params`).
+
+  Returns:
+    {"parameters", "num_layers", "sizes" (the model's other integer fields, e.g. hidden_size,
+    d_model, state_size, by name), "state_floats" (as `state_floats`, at the task's sequence
+    length), "seq_len", "learning_rate", "steps", "batch_size"}.
+  """
+  settings = build.validate_run(config, warn=False)
+  fields = {k: v for k, v in config.model.items()
+            if k not in ("name", "num_layers") and isinstance(v, int)
+            and not isinstance(v, bool)}
+  return {"parameters": int(num_params), "num_layers": int(config.model.get("num_layers", 1)),
+          "sizes": dict(sorted(fields.items())),
+          "state_floats": state_floats(settings.model, settings.seq_len),
+          "seq_len": settings.seq_len, "learning_rate": float(config.optimizer.learning_rate),
+          "steps": int(config.num_train_steps), "batch_size": int(config.batch_size)}
