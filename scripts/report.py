@@ -3,7 +3,9 @@
 Trains the runs the experiments need (finished runs are reused, unfinished ones resume), runs
 each experiment's analysis, and writes <workdir>/REPORT.md with figures, tables, the measured
 Table 1 and the verdicts. Scales (configs/study.py): smoke (a few minutes; checks the pipeline
-only: a banner and no verdicts), quick (about 20 minutes on a 2-core CPU), full (an
+only: a banner and no verdicts), quick (each effect's direction, on a 2-core CPU), standard
+(what the conclusions rest on without an accelerator: 5 seeds, tuned learning rates, about 3 h
+on a 2-core CPU, in resumable pieces: --experiments=learning_rate first), full (an
 accelerator). The logic lives in `seqresearch.study`; the experiments in experiments/.
 A user error (unknown scale or experiment, a bad path) is one line and exit status 2.
 """
