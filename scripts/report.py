@@ -53,7 +53,8 @@ def main(argv: list[str]) -> int:
                          experiments=modules, parallel=_PARALLEL.value)
   except ValueError as e:
     return cli.usage_error(str(e))
-  path, failed = report.write_report(study)
+  omitted = [name for name in experiments.NAMES if name not in modules]
+  path, failed = report.write_report(study, omitted=omitted)
   print(f"Wrote {path}" + (f"; FAILED analyses: {', '.join(failed)}" if failed else ""))
   return 1 if failed else 0
 

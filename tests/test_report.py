@@ -314,6 +314,17 @@ def test_smoke_report_has_a_banner_and_no_verdicts(tmp_path):
     assert ("## Results that contradict the essay" in text) != smoke
 
 
+def test_a_partial_report_names_the_sections_it_leaves_out(tmp_path):
+  module = types.SimpleNamespace(TITLE="A question", CLAIM="A claim.", SWEEPS=(),
+                                 tables=lambda r: "a table")
+  results = {"q": {"figures": [], "verdict": {"text": "X.", "cited": [], "contradictions": []}}}
+  study = runner.Study("quick", str(tmp_path), config=study_config, experiments={"q": module})
+  text = report.render(study, {"q": module}, results, 1.0, 2.0, omitted=("anchors", "capacity"))
+  assert "**A partial report.** Not in it: anchors, capacity (this report was run with " \
+         "`--experiments=q`)" in text
+  assert "A partial report" not in report.render(study, {"q": module}, results, 1.0, 2.0)
+
+
 def test_figures_draw_each_variant_in_its_models_table_colour_with_seeds_and_integer_ticks():
   from matplotlib.colors import to_rgba
   fig, (ax,) = plots.figure()

@@ -71,7 +71,8 @@ def environment() -> str:
           f"jax {jax.__version__}")
 
 
-def write_report(study: Study, names: Sequence[str] | None = None) -> tuple[str, list[str]]:
+def write_report(study: Study, names: Sequence[str] | None = None,
+                 omitted: Sequence[str] = ()) -> tuple[str, list[str]]:
   """Trains what the experiments need (reusing finished runs), analyses, writes REPORT.md.
 
   An experiment whose analysis raises does not stop the others: its traceback goes to
@@ -80,6 +81,8 @@ def write_report(study: Study, names: Sequence[str] | None = None) -> tuple[str,
   Args:
     study: the scale, directory, config and experiments.
     names: the experiments to run (default all of `study.experiments`), in report order.
+    omitted: the study's experiments left out of this report (a subset run): named at the
+      top of REPORT.md, so that a partial report never reads as the whole study.
 
   Returns:
     (path of REPORT.md, names of the experiments that failed).
@@ -107,7 +110,7 @@ def write_report(study: Study, names: Sequence[str] | None = None) -> tuple[str,
   outcomes.update({name: _analyse(study, name) for name in timed})
   results = {name: outcomes[name] for name in names if outcomes[name] is not None}
   failed = [name for name in names if outcomes[name] is None]
-  text = render(study, modules, results, train_seconds, time.time() - started)
+  text = render(study, modules, results, train_seconds, time.time() - started, omitted)
   path = os.path.join(study.workdir, REPORT_FILE)
   with open(path + ".tmp", "w") as f:
     f.write(text)
@@ -116,8 +119,9 @@ def write_report(study: Study, names: Sequence[str] | None = None) -> tuple[str,
 
 
 def render(study: Study, modules: dict[str, Any], results: dict[str, dict[str, Any]],
-           train_seconds: float, total_seconds: float) -> str:
-  """REPORT.md from the experiments' results (no verdicts at a pipeline-check scale)."""
+           train_seconds: float, total_seconds: float, omitted: Sequence[str] = ()) -> str:
+  """REPORT.md from the experiments' results (no verdicts at a pipeline-check scale); the
+  experiments in `omitted` are named as not in this report."""
   out = [TITLE, ""]
   if study.smoke:
     out += [SMOKE_BANNER, ""]
@@ -132,6 +136,10 @@ def render(study: Study, modules: dict[str, Any], results: dict[str, dict[str, A
       "`runs/<sweep>/<run>/` (config.json, metrics.jsonl, summary.json, checkpoints).",
       "",
   ]
+  if omitted:
+    out += [f"**A partial report.** Not in it: {', '.join(omitted)} (this report was run with "
+            f"`--experiments={','.join(modules)}`); their questions are not answered here, and "
+            f"Table 1 and the list of contradictions cover only the sections below.", ""]
   missing = [name for name in modules if name not in results]
   if missing:
     out += ["**Analyses that failed** (traceback in `<experiment>/error.txt`): " +
