@@ -214,22 +214,27 @@ def _cell(summary: dict[str, Any] | None) -> str:
 
 def _models_table(described: dict[str, dict[str, Any]]) -> list[str]:
   """The models compared: sizes, parameters, state floats, learning rate, steps, per task."""
+
+  def per_task(by_task: dict[str, Any], show) -> str:
+    texts = [show(by_task[t]) if t in by_task else "–" for t in ("copy", "agreement")]
+    return texts[0] if len(set(texts)) == 1 else " / ".join(texts)
+
   rows = []
   for name in variants.ordered(described):
     by_task = described[name]
-    first = next(iter(by_task.values()))
-    per_task = lambda key, spec="d": " / ".join(  # noqa: E731
-        stats.fmt(by_task[t][key], spec) if t in by_task else "–" for t in ("copy", "agreement"))
-    rows.append([variants.variant(name).label, str(first["num_layers"]),
-                 ", ".join(f"{k} {v}" for k, v in first["sizes"].items()),
-                 per_task("parameters"), per_task("state_floats"), per_task("learning_rate", "g"),
-                 per_task("steps")])
-  return ["Models compared (copy / agreement: the copy run at the longest distance): layers, "
-          "the model's other integer settings, parameters of one seed, the floats it holds "
-          "between tokens (a recurrence's state; attention's key-value cache at the task's "
-          "sequence length), learning rate and training steps. Sizes differ by family: compare "
-          "accuracies with the parameters and the state in view.", "",
-          markdown.table(["model", "layers", "settings", "parameters", "state (floats)",
+    rows.append([variants.variant(name).label] + [per_task(by_task, show) for show in (
+        lambda d: str(d["num_layers"]),
+        lambda d: ", ".join(f"{k} {v}" for k, v in d["sizes"].items()),
+        lambda d: str(d["parameters"]), lambda d: str(d["seq_len"]),
+        lambda d: str(d["state_floats"]), lambda d: stats.fmt(d["learning_rate"], "g"),
+        lambda d: str(d["steps"]))])
+  return ["Models compared, per task (copy / agreement where they differ; copy: the run at the "
+          "longest distance): layers, the settings that size the model, parameters of one "
+          "seed, the task's sequence length n, the floats the model holds between tokens at n "
+          "(a recurrence's state; attention's key-value cache, which grows with n), learning "
+          "rate and training steps. Sizes differ by family: read the accuracies with the "
+          "parameters and the state in view.", "",
+          markdown.table(["model", "layers", "settings", "parameters", "n", "state (floats)",
                           "learning rate", "steps"], rows), ""]
 
 

@@ -1,10 +1,13 @@
-"""Copies a finished study report into git: python scripts/publish_report.py \
-    --workdir=runs/study-standard --out=reports/cpu-standard
+"""Copies a finished study report to a directory for git:
 
-REPORT.md, each experiment's results.json and PNG figures and learning_rates.json, with their
-relative paths (every link resolves); no training runs. Refused with one line and exit status 2
-when the report is missing, is a pipeline check (smoke), has a failed analysis, or is over
-1 MB. The logic lives in `seqresearch.study.publish`.
+  python scripts/publish_report.py --workdir=runs/study-standard --out=reports/cpu-standard
+
+REPORT.md and exactly the files it links (its PNG figures, each section's results.json) plus
+learning_rates.json, at their relative paths (every link resolves); no training runs. Refused
+with one line and exit status 2 when the report is missing, is a pipeline check (smoke), lists
+failed analyses or is over 1 MB, or when --out is the study directory, inside or above it, or a
+non-empty directory that is not an earlier published copy. The logic lives in
+`seqresearch.study.publish`.
 """
 
 from absl import app

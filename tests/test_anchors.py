@@ -245,8 +245,8 @@ def _fake_runs(study: runner.Study, accuracy: dict[str, float]) -> None:
       json.dump({"eval_by_seed": by_seed, "num_params": 1000}, f)
 
 
-def test_section_on_constructed_runs_names_the_papers_numbers_and_its_verdict(tmp_path,
-    cited_numbers_equal_results):
+def test_section_on_constructed_runs_names_the_papers_numbers_and_its_verdict(
+    tmp_path, cited_numbers_equal_results):
   study = runner.Study("quick", str(tmp_path), config=study_config,
                        experiments={"anchors": anchors})
   _fake_runs(study, {"s6": 0.97, "mingru": 0.95, "minlstm": 0.9, "lru": 0.3, "conv": 0.2,
@@ -284,7 +284,7 @@ def test_section_on_constructed_runs_names_the_papers_numbers_and_its_verdict(tm
 
 
 def test_section_names_the_solved_threshold_and_one_seed_models_apart(tmp_path, monkeypatch,
-    cited_numbers_equal_results):
+                                                                      cited_numbers_equal_results):
   study = runner.Study("quick", str(tmp_path), config=study_config,
                        experiments={"anchors": anchors})
   _fake_runs(study, {"s6": 0.97, "mingru": 0.95, "minlstm": 0.9, "lru": 0.3, "conv": 0.2,

@@ -414,17 +414,19 @@ def test_describe_reads_a_runs_sizes_state_rate_and_budget_from_its_config(tiny_
 
 def test_long_range_tables_name_each_models_size_parameters_and_state():
   long_range = experiments.modules(("long_range",))["long_range"]
-  row = lambda p, s, lr, steps: {  # noqa: E731
-      "parameters": p, "num_layers": 2, "sizes": {"hidden_size": 64}, "state_floats": s,
-      "seq_len": 30, "learning_rate": lr, "steps": steps, "batch_size": 32}
-  results = {"models": {"lstm": {"copy": row(58826, 256, 1e-3, 500),
-                                 "agreement": row(61000, 256, 3e-3, 1000)},
-                        "transformer": {"agreement": row(17802, 3840, 3e-4, 300)}},
+  row = lambda p, n, s, lr, steps, h=64: {  # noqa: E731
+      "parameters": p, "num_layers": 2, "sizes": {"hidden_size": h}, "state_floats": s,
+      "seq_len": n, "learning_rate": lr, "steps": steps, "batch_size": 32}
+  results = {"models": {"lstm": {"copy": row(58826, 110, 256, 1e-3, 500),
+                                 "agreement": row(61000, 105, 256, 3e-3, 1000, h=32)},
+                        "transformer": {"agreement": row(17802, 105, 3840, 3e-4, 300)}},
              "copy": {"variants": {}}, "agreement": {"variants": {}}}
   text = long_range.tables(results)
-  assert "| LSTM | 2 | hidden_size 64 | 58826 / 61000 | 256 / 256 | 0.001 / 0.003 | " \
-         "500 / 1000 |" in text
-  assert "| Transformer | 2 | hidden_size 64 | – / 17802 | – / 3840 | – / 0.0003 | – / 300 |" in text
+  # Per task where the tasks differ, once where they agree.
+  assert ("| LSTM | 2 | hidden_size 64 / hidden_size 32 | 58826 / 61000 | 110 / 105 | 256 | "
+          "0.001 / 0.003 | 500 / 1000 |") in text
+  assert ("| Transformer | – / 2 | – / hidden_size 64 | – / 17802 | – / 105 | – / 3840 |"
+          in text)
 
 
 @pytest.mark.parametrize("scale", tuple(study_config.SCALES))
@@ -481,8 +483,8 @@ def _fake_capacity_runs(study: runner.Study, accuracy) -> None:
       json.dump({"eval_by_seed": {str(s): {"accuracy": x} for s, x in enumerate(seeds)}}, f)
 
 
-def test_capacity_analysis_reads_every_run_and_the_verdict_follows_the_state(tmp_path,
-    cited_numbers_equal_results):
+def test_capacity_analysis_reads_every_run_and_the_verdict_follows_the_state(
+    tmp_path, cited_numbers_equal_results):
   from seqresearch.study import stats  # pylint: disable=g-import-not-at-top
   capacity = experiments.modules(("capacity",))["capacity"]
   study = runner.Study("smoke", str(tmp_path), config=study_config,
@@ -557,8 +559,8 @@ def _fake_long_copy_runs(study: runner.Study, accuracy) -> None:
       json.dump({"eval_by_seed": by_seed}, f)
 
 
-def test_long_copy_accuracy_against_length_per_state_size_and_what_explains_it(tmp_path,
-    cited_numbers_equal_results):
+def test_long_copy_accuracy_against_length_per_state_size_and_what_explains_it(
+    tmp_path, cited_numbers_equal_results):
   from seqresearch.study import stats  # pylint: disable=g-import-not-at-top
   capacity = experiments.modules(("capacity",))["capacity"]
   study = runner.Study("smoke", str(tmp_path), config=study_config,
@@ -602,7 +604,7 @@ def test_long_copy_accuracy_against_length_per_state_size_and_what_explains_it(t
 
 
 def test_capacity_verdict_is_undecided_when_nothing_is_learnt(tmp_path,
-    cited_numbers_equal_results):
+                                                              cited_numbers_equal_results):
   from seqresearch.study import stats  # pylint: disable=g-import-not-at-top
   capacity = experiments.modules(("capacity",))["capacity"]
   study = runner.Study("smoke", str(tmp_path), config=study_config,

@@ -257,8 +257,8 @@ def test_no_contradiction_unless_every_attention_model_fails_at_the_far_distance
 
 
 @pytest.mark.slow  # trains and evaluates tiny runs
-def test_run_evaluates_past_the_trained_length_and_marks_learned_positions(tmp_path,
-    cited_numbers_equal_results):
+def test_run_evaluates_past_the_trained_length_and_marks_learned_positions(
+    tmp_path, cited_numbers_equal_results):
   study = runner.Study("smoke", str(tmp_path), config=study_config,
                        experiments={"extrapolation": extrapolation})
   chosen = {"rnn", "transformer_learned"}

@@ -176,7 +176,7 @@ def test_an_incomplete_flop_count_is_named_and_not_held_against_the_essay(
 
 @pytest.mark.slow  # times every model
 def test_run_times_every_model_at_every_width_and_length(tmp_path, monkeypatch,
-    cited_numbers_equal_results):
+                                                         cited_numbers_equal_results):
   monkeypatch.setattr(study_config, "study_models", lambda scale: ("rnn", "transformer"))
   study = runner.Study("smoke", str(tmp_path), config=study_config,
                        experiments={"parallelism": parallelism})

@@ -15,20 +15,25 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _study(workdir, png_bytes: int = 100) -> None:
-  """A finished report as scripts/report.py leaves it, with a run directory beside it."""
+  """A finished report as scripts/report.py leaves it, with a run directory beside it and a
+  figure of an earlier report that this one no longer shows."""
   for name in ("long_range", "capacity"):
     os.makedirs(workdir / name)
     (workdir / name / "results.json").write_text('{"verdict": {}}')
     (workdir / name / "a.png").write_bytes(b"\x89PNG" + b"0" * png_bytes)
+  (workdir / "capacity" / "stale.png").write_bytes(b"\x89PNG")
+  os.makedirs(workdir / "anchors")
+  (workdir / "anchors" / "results.json").write_text("{}")  # a section this report lacks
   (workdir / "learning_rates.json").write_text('{"lstm": 0.001}')
   os.makedirs(workdir / "runs" / "long_range_copy" / "r1" / "checkpoints")
   (workdir / "runs" / "long_range_copy" / "r1" / "summary.json").write_text("{}")
   (workdir / report.REPORT_FILE).write_text(
-      f"{report.TITLE}\n\nScale `standard`.\n\n![a](long_range/a.png)\n![b](capacity/a.png)\n"
-      "Source of the tables: `long_range/results.json`. Runs: `runs/long_range_copy/r1`\n")
+      f"{report.TITLE}\n\nScale `standard`.\n\n![long_range 1](long_range/a.png)\n"
+      "Source of the tables: `long_range/results.json`.\n\n![capacity 1](capacity/a.png)\n"
+      "Source of the tables: `capacity/results.json`. Runs: `runs/long_range_copy/r1`\n")
 
 
-def test_the_copy_holds_the_report_its_json_figures_and_rates_and_every_link_resolves(tmp_path):
+def test_the_copy_holds_the_report_and_exactly_what_it_links(tmp_path):
   _study(tmp_path / "study")
   names = publish.publish(str(tmp_path / "study"), str(tmp_path / "out"))
   assert sorted(names) == sorted([
@@ -36,19 +41,22 @@ def test_the_copy_holds_the_report_its_json_figures_and_rates_and_every_link_res
       "long_range/a.png", "learning_rates.json"])
   out = tmp_path / "out"
   assert not (out / "runs").exists()  # no training runs in git
+  assert not (out / "capacity" / "stale.png").exists() and not (out / "anchors").exists()
+  assert not (tmp_path / "out.tmp").exists()
   text = (out / "REPORT.md").read_text()
-  assert text.startswith(report.TITLE + "\n\n> Published copy of")
+  assert text.startswith(report.TITLE + "\n\n" + publish.NOTE + "\n")
   for link in re.findall(r"\]\(([^)]+)\)|`(\w+/results\.json)`", text):
     assert (out / (link[0] or link[1])).is_file(), link
   assert (out / "long_range" / "a.png").read_bytes() == \
       (tmp_path / "study" / "long_range" / "a.png").read_bytes()
-  # Publishing again replaces the copy (a figure that is gone is gone from the copy too).
-  os.remove(tmp_path / "study" / "capacity" / "a.png")
+  # Publishing again replaces the earlier copy: a section no longer in the report is gone.
+  (tmp_path / "study" / report.REPORT_FILE).write_text(
+      f"{report.TITLE}\n\n![long_range 1](long_range/a.png)\n`long_range/results.json`\n")
   publish.publish(str(tmp_path / "study"), str(out))
-  assert not (out / "capacity" / "a.png").exists()
+  assert not (out / "capacity").exists() and (out / "long_range" / "a.png").is_file()
 
 
-def test_a_missing_smoke_failed_or_oversized_report_is_refused(tmp_path):
+def test_a_missing_smoke_failed_broken_or_oversized_report_is_refused(tmp_path):
   with pytest.raises(ValueError, match="no REPORT.md"):
     publish.publish(str(tmp_path / "none"), str(tmp_path / "out"))
   _study(tmp_path / "big", png_bytes=publish.MAX_BYTES)
@@ -56,13 +64,38 @@ def test_a_missing_smoke_failed_or_oversized_report_is_refused(tmp_path):
     publish.publish(str(tmp_path / "big"), str(tmp_path / "out"))
   assert not (tmp_path / "out").exists()
   _study(tmp_path / "failed")
-  (tmp_path / "failed" / "capacity" / "error.txt").write_text("Traceback")
-  with pytest.raises(ValueError, match="analyses failed"):
+  with open(tmp_path / "failed" / report.REPORT_FILE, "a") as f:
+    f.write(f"\n{report.FAILED_ANALYSES} (traceback in `<experiment>/error.txt`): capacity\n")
+  with pytest.raises(ValueError, match="lists failed analyses"):
     publish.publish(str(tmp_path / "failed"), str(tmp_path / "out"))
+  _study(tmp_path / "broken")
+  os.remove(tmp_path / "broken" / "capacity" / "a.png")
+  with pytest.raises(ValueError, match="links files that do not exist: capacity/a.png"):
+    publish.publish(str(tmp_path / "broken"), str(tmp_path / "out"))
   _study(tmp_path / "smoke")
   (tmp_path / "smoke" / report.REPORT_FILE).write_text(f"{report.TITLE}\n\n{report.SMOKE_BANNER}")
   with pytest.raises(ValueError, match="pipeline check"):
     publish.publish(str(tmp_path / "smoke"), str(tmp_path / "out"))
+
+
+def test_an_out_dir_that_would_destroy_the_study_or_other_files_is_refused(tmp_path):
+  study = tmp_path / "study"
+  _study(study)
+  (tmp_path / "a_file").write_text("x")
+  os.makedirs(tmp_path / "other")
+  (tmp_path / "other" / "notes.txt").write_text("mine")
+  cases = {"": "out='': give the directory",
+           str(study): "must not be, contain or lie inside workdir",
+           str(study / "published"): "must not be, contain or lie inside workdir",
+           str(tmp_path): "must not be, contain or lie inside workdir",
+           str(tmp_path / "a_file"): "exists and is not a directory",
+           str(tmp_path / "other"): "a non-empty directory that is not a published report"}
+  for out, message in cases.items():
+    with pytest.raises(ValueError, match=re.escape(message)):
+      publish.publish(str(study), out)
+  assert (study / "runs" / "long_range_copy" / "r1" / "summary.json").is_file()
+  assert (tmp_path / "other" / "notes.txt").read_text() == "mine"
+  assert (tmp_path / "a_file").read_text() == "x"
 
 
 def test_the_script_refuses_bad_input_in_one_line_with_status_2(tmp_path):

@@ -439,9 +439,12 @@ def _check_runs_are_traceable_and_analyses_measured_what_they_claim(smoke) -> No
   assert long_range["copy"]["distances"] == [13, 18]
   assert set(long_range["models"]) == models  # every model's size, parameters and state
   for name, variant in long_range["copy"]["variants"].items():
-    # The longest copy run's sizes are the ones described.
+    # The longest copy run is the one described: its parameters and its sequence length.
     summary = json.loads((smoke / variant["18"]["run"] / "summary.json").read_text())
-    assert long_range["models"][name]["copy"]["parameters"] == summary["num_params"]
+    config = json.loads((smoke / variant["18"]["run"] / "config.json").read_text())
+    described = long_range["models"][name]["copy"]
+    assert described["parameters"] == summary["num_params"]
+    assert described["seq_len"] == 2 * config["task"]["copy_length"] + config["task"]["max_delay"]
   for variant in long_range["agreement"]["variants"].values():
     assert set(variant["by_attractors"]) == {"0", "1", "2"}
 

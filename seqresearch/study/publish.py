@@ -1,34 +1,40 @@
-"""A finished study report, copied to a directory that goes into git (e.g. reports/cpu-standard).
+"""A finished study report, copied to a directory for git (e.g. reports/cpu-standard).
 
     publish.publish("runs/study-standard", "reports/cpu-standard")
 
-copies REPORT.md, every experiment's results.json and figures (PNG), and the learning rates
-the study chose (learning_rates.json, where the scale tunes them), with the same relative
-paths, so every link of REPORT.md resolves in the copy. The training runs (checkpoints,
-metrics) stay out: the copy's REPORT.md opens with a line that says where it came from and
-how to regenerate them. Refused (ValueError) when the report is missing, is a pipeline check,
-has a failed analysis, or the copy would exceed `MAX_BYTES` (committed reports stay small).
+copies REPORT.md with exactly the files it links: the figures (PNG) it shows, the results.json
+of each section it names, and the learning rates the study chose (learning_rates.json, where
+the scale tunes them), at the same relative paths, so every link resolves in the copy. The
+training runs (checkpoints, metrics) stay out: the copy's REPORT.md opens with a line that says
+so and that its Reproduce command regenerates them. A partial report (a subset of the
+experiments) keeps the banner that names what it leaves out.
+
+Refused (ValueError, one line) when the report is missing, is a pipeline check (smoke), lists
+failed analyses, would exceed `MAX_BYTES`, or when `out_dir` is empty, a file, the study
+directory, inside it or above it, or a non-empty directory that is not a published copy.
 """
 
 from __future__ import annotations
 
-import glob
 import os
+import re
 import shutil
 
 from seqresearch.study import report
+from seqresearch.study import tuning
 
 MAX_BYTES = 1_000_000  # the whole published report: Markdown, JSON and PNGs
-CHOSEN_RATES = "learning_rates.json"
+NOTE = ("> Published copy of a study report: its tables, figures and results JSON are here; "
+        "the training runs it names (`runs/...`: configs, metrics, checkpoints) are not in git: "
+        "the Reproduce command below regenerates them.")
 
 
 def files(workdir: str) -> list[str]:
-  """The report's files, relative to `workdir`: REPORT.md, */results.json, */*.png, and
-  learning_rates.json where present.
+  """REPORT.md and the files it links, relative to `workdir`.
 
   Raises:
-    ValueError: no REPORT.md; a smoke report (its banner); an analysis that failed
-      (`<experiment>/error.txt`).
+    ValueError: no REPORT.md; a smoke report (its banner); failed analyses listed in it; a
+      linked file that does not exist.
   """
   path = os.path.join(workdir, report.REPORT_FILE)
   if not os.path.isfile(path):
@@ -38,49 +44,76 @@ def files(workdir: str) -> list[str]:
   if report.SMOKE_BANNER in text:
     raise ValueError(f"workdir={workdir}: a pipeline check (smoke scale) states no verdicts; "
                      "publish a quick or larger report.")
-  errors = sorted(glob.glob(os.path.join(workdir, "*", "error.txt")))
-  if errors:
-    raise ValueError(f"workdir={workdir}: analyses failed ({', '.join(errors)}); fix and rerun "
-                     "the report before publishing it.")
-  found = [report.REPORT_FILE]
-  for pattern in (os.path.join("*", report.RESULTS_FILE), os.path.join("*", "*.png")):
-    found += sorted(os.path.relpath(p, workdir)
-                    for p in glob.glob(os.path.join(workdir, pattern)))
-  if os.path.isfile(os.path.join(workdir, CHOSEN_RATES)):
-    found.append(CHOSEN_RATES)
-  return found
+  if report.FAILED_ANALYSES in text:
+    raise ValueError(f"workdir={workdir}: its {report.REPORT_FILE} lists failed analyses; fix "
+                     "them and rerun the report before publishing it.")
+  figures = re.findall(r"!\[[^\]]*\]\(([^)\s]+\.png)\)", text)
+  results = re.findall(rf"`([\w-]+/{re.escape(report.RESULTS_FILE)})`", text)
+  linked = list(dict.fromkeys(figures + results))
+  if os.path.isfile(os.path.join(workdir, tuning.FILE)):
+    linked.append(tuning.FILE)
+  absent = [n for n in linked if not os.path.isfile(os.path.join(workdir, n))]
+  if absent:
+    raise ValueError(f"workdir={workdir}: {report.REPORT_FILE} links files that do not exist: "
+                     f"{', '.join(absent)}; rerun the report.")
+  return [report.REPORT_FILE] + linked
+
+
+def _check_out_dir(workdir: str, out_dir: str) -> None:
+  if not out_dir:
+    raise ValueError("out='': give the directory of the published copy, e.g. "
+                     "reports/cpu-standard.")
+  real_out, real_work = os.path.realpath(out_dir), os.path.realpath(workdir)
+  if os.path.lexists(out_dir) and (os.path.islink(out_dir) or not os.path.isdir(out_dir)):
+    raise ValueError(f"out={out_dir}: exists and is not a directory; give a new directory or "
+                     "an earlier published copy.")
+  if (real_out == real_work or real_out.startswith(real_work + os.sep)
+      or real_work.startswith(real_out + os.sep)):
+    raise ValueError(f"out={out_dir}: must not be, contain or lie inside workdir={workdir}.")
+  if os.path.isdir(out_dir) and os.listdir(out_dir):
+    previous = os.path.join(out_dir, report.REPORT_FILE)
+    text = ""
+    if os.path.isfile(previous):
+      with open(previous) as f:
+        text = f.read()
+    if NOTE not in text:
+      raise ValueError(f"out={out_dir}: a non-empty directory that is not a published report; "
+                       "give a new directory or an earlier published copy (it is replaced).")
 
 
 def publish(workdir: str, out_dir: str) -> list[str]:
-  """Copies the report of `workdir` to `out_dir` (replacing what the copy held before).
+  """Copies the report of `workdir` to `out_dir` (replacing an earlier published copy there).
 
   Returns:
     The copied paths, relative to `out_dir`.
 
   Raises:
-    ValueError: as `files`, or the files sum to more than MAX_BYTES (naming the largest).
+    ValueError: as `files`; `out_dir` refused (see the module docstring); the files sum to
+      more than MAX_BYTES (naming the largest).
   """
   names = files(workdir)
+  _check_out_dir(workdir, out_dir)
   sizes = {n: os.path.getsize(os.path.join(workdir, n)) for n in names}
   if sum(sizes.values()) > MAX_BYTES:
     largest = sorted(sizes, key=sizes.get, reverse=True)[:3]
     raise ValueError(f"workdir={workdir}: the report's files hold {sum(sizes.values())} bytes, "
                      f"more than {MAX_BYTES} (largest: " +
                      ", ".join(f"{n} {sizes[n]}" for n in largest) + ").")
-  staging = out_dir.rstrip(os.sep) + ".tmp"
-  shutil.rmtree(staging, ignore_errors=True)
-  for name in names:
-    os.makedirs(os.path.dirname(os.path.join(staging, name)), exist_ok=True)
-    shutil.copyfile(os.path.join(workdir, name), os.path.join(staging, name))
-  with open(os.path.join(staging, report.REPORT_FILE)) as f:
-    text = f.read()
-  title, _, rest = text.partition("\n")
-  note = (f"> Published copy of `{os.path.join(workdir, report.REPORT_FILE)}`: its tables, "
-          f"figures and results JSON are here; the training runs it names (`runs/...`: "
-          f"configs, metrics, checkpoints) are not in git: the Reproduce command below "
-          f"regenerates them.")
-  with open(os.path.join(staging, report.REPORT_FILE), "w") as f:
-    f.write(f"{title}\n\n{note}\n{rest}")
-  shutil.rmtree(out_dir, ignore_errors=True)
-  os.replace(staging, out_dir)
+  staging = os.path.normpath(out_dir) + ".tmp"
+  if os.path.lexists(staging):
+    shutil.rmtree(staging)
+  try:
+    for name in names:
+      os.makedirs(os.path.dirname(os.path.join(staging, name)), exist_ok=True)
+      shutil.copyfile(os.path.join(workdir, name), os.path.join(staging, name))
+    with open(os.path.join(staging, report.REPORT_FILE)) as f:
+      title, _, rest = f.read().partition("\n")
+    with open(os.path.join(staging, report.REPORT_FILE), "w") as f:
+      f.write(f"{title}\n\n{NOTE}\n{rest}")
+    if os.path.isdir(out_dir):
+      shutil.rmtree(out_dir)
+    os.replace(staging, out_dir)
+  finally:
+    if os.path.lexists(staging):
+      shutil.rmtree(staging)
   return names

@@ -28,6 +28,7 @@ from seqresearch.study.runner import Study
 
 RESULTS_FILE = "results.json"
 REPORT_FILE = "REPORT.md"
+FAILED_ANALYSES = "**Analyses that failed**"  # the line that names them, when any failed
 TITLE = "# Why attention beats RNNs/LSTMs — measured"
 SMOKE_BANNER = ("> **Pipeline check only.** This scale trains tiny models for tens of steps to "
                 "check that every run, analysis, figure and table is produced. Its numbers say "
@@ -46,6 +47,8 @@ def run_experiment(study: Study, name: str) -> dict[str, Any]:
   results["verdict"] = module.verdict(results).to_json()
   results["analysis_seconds"] = time.time() - started
   stats.write_results(os.path.join(out_dir, RESULTS_FILE), results)
+  if os.path.exists(error := os.path.join(out_dir, "error.txt")):
+    os.remove(error)  # an earlier failure, now fixed
   return results
 
 
@@ -142,7 +145,7 @@ def render(study: Study, modules: dict[str, Any], results: dict[str, dict[str, A
             f"Table 1 and the list of contradictions cover only the sections below.", ""]
   missing = [name for name in modules if name not in results]
   if missing:
-    out += ["**Analyses that failed** (traceback in `<experiment>/error.txt`): " +
+    out += [f"{FAILED_ANALYSES} (traceback in `<experiment>/error.txt`): " +
             ", ".join(missing), ""]
   if not study.smoke:
     contradictions = [(name, c) for name, r in results.items()

@@ -22,6 +22,7 @@ family against the formulas above.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
@@ -65,6 +66,10 @@ def state_floats(settings: Any, seq_len: int) -> int:
   return int(sum(_floats(leaf) for leaf in jax.tree.leaves(carry)))
 
 
+# Integer settings that are not sizes of the model (lengths of position tables, unrolling).
+NOT_SIZES = ("num_layers", "max_len", "chrono_max_len", "unroll")
+
+
 def describe(config: Any, num_params: int) -> dict[str, Any]:
   """What a trained run compared: its model's size, state, learning rate and budget.
 
@@ -73,16 +78,20 @@ def describe(config: Any, num_params: int) -> dict[str, Any]:
     num_params: the parameters of one seed's model (summary.json `num_params`).
 
   Returns:
-    {"parameters", "num_layers", "sizes" (the model's other integer fields, e.g. hidden_size,
-    d_model, state_size, by name), "state_floats" (as `state_floats`, at the task's sequence
-    length), "seq_len", "learning_rate", "steps", "batch_size"}.
+    {"parameters", "num_layers", "sizes" (the model's integer settings that size it, e.g.
+    hidden_size, d_model, state_size, kernel_size, by name; defaults included), "state_floats"
+    (as `state_floats`, at the task's sequence length), "seq_len", "learning_rate", "steps",
+    "batch_size"}.
+
+  Raises:
+    ValueError: the config is not a valid run config (as `build.validate_run`).
   """
-  settings = build.validate_run(config, warn=False)
-  fields = {k: v for k, v in config.model.items()
-            if k not in ("name", "num_layers") and isinstance(v, int)
-            and not isinstance(v, bool)}
-  return {"parameters": int(num_params), "num_layers": int(config.model.get("num_layers", 1)),
-          "sizes": dict(sorted(fields.items())),
-          "state_floats": state_floats(settings.model, settings.seq_len),
-          "seq_len": settings.seq_len, "learning_rate": float(config.optimizer.learning_rate),
+  model = build.validate_run(config, warn=False).model
+  task = build.task_settings(config.task)
+  sizes = {f.name: getattr(model, f.name) for f in dataclasses.fields(model)
+           if f.name not in NOT_SIZES and type(getattr(model, f.name)) is int}
+  return {"parameters": int(num_params), "num_layers": int(model.num_layers),
+          "sizes": dict(sorted(sizes.items())),
+          "state_floats": state_floats(model, task.seq_len),
+          "seq_len": task.seq_len, "learning_rate": float(config.optimizer.learning_rate),
           "steps": int(config.num_train_steps), "batch_size": int(config.batch_size)}
