@@ -16,6 +16,7 @@ Figure: FLOPs against n and against d; n* against d.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from typing import Any
@@ -31,6 +32,7 @@ from seqresearch.analysis import flops
 from seqresearch.analysis import layer_costs
 from seqresearch.analysis import path_length
 from seqresearch.models import attention
+from seqresearch.models import linear_scan
 from seqresearch.study import markdown, plots, runner, stats, variants, verdicts
 
 TITLE = "Complexity: FLOPs per layer versus n and d"
@@ -43,6 +45,9 @@ SWEEPS = ()
 CELLS = layer_costs.CELLS
 LAYERS = (*CELLS, "attention", "attention_core")
 VOCAB = 16  # vocabulary of the model rows (its read-out is counted)
+# Dataflow depth added per doubling of n may grow by at most this factor over the measured
+# span for a depth to count as O(log n) (an O(n) depth's grows as n does: 16x over 16 .. 256).
+LOG_DEPTH_GROWTH = 1.5
 
 
 def _core_program(n: int, d: int):
@@ -72,9 +77,13 @@ def _analytic(layer: str, n: int, d: int) -> int:
   return layer_costs.analytic_recurrent_matmul_flops(layer, n, d)
 
 
-def model_program(name: str, n: int, d: int):
-  """One layer of table model `name` at width d over n positions: (fn(params, x), args)."""
+def model_program(name: str, n: int, d: int, scan: str | None = None):
+  """One layer of table model `name` at width d over n positions: (fn(params, x), args).
+
+  `scan` ('sequential' or 'associative') overrides the scan form of a model that has one."""
   settings = variants.sized_settings(name, d, max_len=n)
+  if scan is not None:
+    settings = dataclasses.replace(settings, scan=scan)
   model = nnx.eval_shape(lambda: models.build_model(settings, vocab_size=VOCAB,
                                                     rngs=nnx.Rngs(0)))
   graphdef, params = nnx.split(model)
@@ -127,9 +136,13 @@ def _depths(layer: str, lengths: list[int], d: int, program=None) -> dict[str, A
   program = program or (lambda n, d: _program(layer, n, d))
   sequential = [flops.sequential_depth(*_flat(program(n, d))) for n in lengths]
   dataflow = [flops.dataflow_depth(*_flat(program(n, d))) for n in lengths]
+  # Added dataflow depth per doubling of n: constant for O(log n) depth, doubling for O(n).
+  per_doubling = [(b - a) / math.log2(m / n)
+                  for n, m, a, b in zip(lengths, lengths[1:], dataflow, dataflow[1:])]
   return {"sequential": sequential, "dataflow": dataflow,
           "sequential_exponent": fits.fit_power_law(lengths, sequential)[0],
-          "dataflow_exponent": fits.fit_power_law(lengths, dataflow)[0]}
+          "dataflow_exponent": fits.fit_power_law(lengths, dataflow)[0],
+          "dataflow_per_doubling": per_doubling}
 
 
 def _path_length(program, s) -> dict[str, Any]:
@@ -191,10 +204,19 @@ def run(study: runner.Study) -> dict[str, Any]:
         "by_d": _curve(name, [(s.length, d) for d in widths], widths, program),
         "depths": _depths(name, depth_lengths, s.width, program),
         "path_length": _path_length(program, s)}
+    scan = getattr(variants.sized_settings(name, s.width, max_len=s.length), "scan", None)
+    if scan is not None:  # a linear recurrence: the form measured above, and the parallel one
+      table_models[name]["scan"] = linear_scan.resolve_scan(scan)
+      parallel = lambda n, d, name=name: model_program(name, n, d, "associative")  # noqa: E731
+      table_models[name]["associative"] = {
+          "by_n": _curve(name, [(n, s.width) for n in lengths], lengths, parallel),
+          "by_d": _curve(name, [(s.length, d) for d in widths], widths, parallel),
+          "depths": _depths(name, depth_lengths, s.width, parallel),
+          "path_length": _path_length(parallel, s)}
   return {"width": s.width, "length": s.length, "lengths": lengths, "widths": widths,
           "n_over_d": lengths[-1] / s.width, "by_n": by_n, "by_d": by_d,
           "crossover": crossover, "depth_lengths": depth_lengths, "depths": depths,
-          "path_length": paths,
+          "path_length": paths, "log_depth_growth": LOG_DEPTH_GROWTH,
           "models": table_models}
 
 
@@ -257,27 +279,32 @@ def tables(results: dict[str, Any]) -> str:
          f"exponents of the sequential and dataflow depth against n.", "",
          markdown.table(["layer", "n: fit", "n: local", "d: fit", "d: local",
                                 "count = formula", "sequential depth", "dataflow depth"], rows),
-         "", "Crossover n* (attention's FLOPs exceed the recurrent layer's from n*): analytic "
-         "(G−2)·d, counted matmul FLOPs, counted all FLOPs.", ""]
+         ""]
   crossover_rows = []
   for cell, r in results["crossover"].items():
     for i, d in enumerate(r["widths"]):
       crossover_rows.append([NAMES[cell], d, stats.fmt(r["analytic"][i], ".0f"),
                              r["matmul"][i], r["total"][i]])
-  model_rows = []
-  for name in variants.ordered(results.get("models", {})):
-    r = results["models"][name]
-    model_rows.append([variants.variant(name).label, stats.fmt(r["by_n"]["total_exponent"]),
-                       stats.fmt(r["by_d"]["total_exponent"]),
-                       stats.fmt(r["depths"]["sequential_exponent"]),
-                       stats.fmt(r["depths"]["dataflow_exponent"]),
-                       _path_cell(r["path_length"])])
+  model_rows = [[label, scan, stats.fmt(r["by_n"]["total_exponent"]),
+                 stats.fmt(r["by_d"]["total_exponent"]),
+                 stats.fmt(r["depths"]["sequential_exponent"]), _dataflow_cell(r["depths"]),
+                 _path_cell(r["path_length"])]
+                for _, label, scan, r in _model_forms(results)]
+  depth_ns = results["depth_lengths"]
   if model_rows:
-    out += [markdown.table(["model (one layer, as built)", "FLOPs ∝ n^a", "FLOPs ∝ d^a",
-                            "sequential depth ∝ n^a", "dataflow depth ∝ n^a",
+    out += [f"Every model of the table, one layer as built (width d = {results['width']}; the "
+            f"linear recurrences in both scan forms): exponents of all FLOPs against n and d, "
+            f"of the sequential depth (scan steps) against n, the dataflow depth (longest chain "
+            f"of dependent operations) at n = {depth_ns[0]} .. {depth_ns[-1]} with the depth "
+            f"it adds per doubling of n (constant: O(log n); doubling: O(n)), and the path "
+            f"length.", "",
+            markdown.table(["model (one layer, as built)", "scan", "FLOPs ∝ n^a", "FLOPs ∝ d^a",
+                            "sequential depth ∝ n^a", "dataflow depth (added per doubling)",
                             "path length t−k → t"], model_rows), ""]
-  out.append(markdown.table(["recurrent layer", "d", "analytic", "counted (matmul)",
-                                    "counted (all)"], crossover_rows))
+  out += ["Crossover n* (attention's FLOPs exceed the recurrent layer's from n*): analytic "
+          "(G−2)·d, counted matmul FLOPs, counted all FLOPs.", "",
+          markdown.table(["recurrent layer", "d", "analytic", "counted (matmul)",
+                          "counted (all)"], crossover_rows)]
   return "\n".join(out)
 
 
@@ -288,6 +315,32 @@ def _path_cell(p: dict[str, Any]) -> str:
     return f"unreachable for k >= {p['unreachable'][0]} (receptive field)"
   return (f"{p['lengths'][0]:.0f} .. {p['lengths'][-1]:.0f} ops for k = {p['distances'][0]} .. "
           f"{p['distances'][-1]} (∝ k^{stats.fmt(p['exponent'])})")
+
+
+def _dataflow_cell(depths: dict[str, Any]) -> str:
+  """'40 .. 88 (+12 .. +12)': the dataflow depth at the shortest and longest n, and the depth
+  added per doubling of n at the first and last step."""
+  df, step = depths["dataflow"], depths.get("dataflow_per_doubling") or [None]
+  return (f"{df[0]} .. {df[-1]} (+{stats.fmt(step[0], '.0f')} .. +{stats.fmt(step[-1], '.0f')})")
+
+
+def _model_forms(results: dict[str, Any]) -> list[tuple[str, str, str, dict[str, Any]]]:
+  """(model, label, scan form, measurements) of every model row: a linear recurrence twice, in the
+  scan form its default resolves to on this backend and in the associative (parallel) one."""
+  out = []
+  for name in variants.ordered(results.get("models", {})):
+    r = results["models"][name]
+    label = variants.variant(name).label
+    out.append((name, label, r.get("scan", "—"), r))
+    if "associative" in r and r.get("scan") != "associative":
+      out.append((name, f"{label} (parallel scan)", "associative", r["associative"]))
+  return out
+
+
+# Vaswani et al. (2017) Table 1 rows of the models beyond self-attention and recurrence:
+# (row name, complexity per layer, sequential operations, maximum path length).
+ESSAY_ROWS = {"conv": ("Convolutional", "O(k·n·d²)", "O(1)", "O(log_k(n)) dilated, O(n/k)"),
+              "local_attention": ("Self-attention (restricted)", "O(r·n·d)", "O(1)", "O(n/r)")}
 
 
 def table1(results: dict[str, Any], everything: dict[str, dict[str, Any]]) -> str:
@@ -316,6 +369,21 @@ def table1(results: dict[str, Any], everything: dict[str, dict[str, Any]]) -> st
   for cell in CELLS:
     m = measured(cell)
     rows.append([f"Recurrent ({NAMES[cell]})", "O(n·d²)", m[0], "O(n)", m[1], "O(n)", m[2]])
+  # Every other model of the table, as built (one layer): the essay's row where it has one.
+  essay_models = set(CELLS) | {"transformer"}
+  for name, label, scan, r in _model_forms(results):
+    if name in essay_models:
+      continue
+    row, flops_, sequential, path = ESSAY_ROWS.get(
+        name, (f"Linear recurrence, {'parallel' if scan == 'associative' else 'sequential'} "
+               f"scan", "— (not in the essay)", "—", "—"))
+    ns = results["depth_lengths"]
+    rows.append([f"{row} ({variants.variant(name).label})", flops_,
+                 f"FLOPs ∝ n^{stats.fmt(r['by_n']['total_exponent'])}·"
+                 f"d^{stats.fmt(r['by_d']['total_exponent'])}", sequential,
+                 f"{r['depths']['sequential'][0]} .. {r['depths']['sequential'][-1]} for n = "
+                 f"{ns[0]} .. {ns[-1]}; dataflow depth {_dataflow_cell(r['depths'])}", path,
+                 _path_cell(r["path_length"])])
   headers = ["Layer type", "Complexity per layer (Vaswani)", "measured",
              "Sequential operations (Vaswani)", "measured (scan steps)",
              "Maximum path length (Vaswani)", "measured (fewest ops from t−k to t)"]
@@ -388,4 +456,43 @@ def verdict(results: dict[str, Any]) -> verdicts.Verdict:
   if off:
     v.contradicts("The measured path lengths of " + ", ".join(NAMES[x] for x in off) +
                   " do not follow Table 1's O(n) (recurrent) vs O(1) (self-attention).")
+  _parallel_scan_verdict(v, results)
   return v
+
+
+def _parallel_scan_verdict(v: verdicts.Verdict, results: dict[str, Any]) -> None:
+  """The linear recurrences' depth in both scan forms. Test: O(log n) when the dataflow depth
+  added per doubling of n at the last step is at most LOG_DEPTH_GROWTH times that at the
+  first (constant, up to the fit); O(n) when it grows at least 1/LOG_DEPTH_GROWTH of the
+  factor n grows over the same span."""
+  scans = [n for n in variants.ordered(results.get("models", {}))
+           if "associative" in results["models"][n]]
+  if not scans:
+    return
+  parts, log_n, not_log, not_linear = [], [], [], []
+  limit, ns = results["log_depth_growth"], results["depth_lengths"]
+  for name in scans:
+    path = f"models.{name}.associative.depths.dataflow_per_doubling"
+    steps = results["models"][name]["associative"]["depths"]["dataflow_per_doubling"]
+    seq = results["models"][name]["depths"]["dataflow_per_doubling"]
+    label = variants.variant(name).label
+    seq_path = f"models.{name}.depths.dataflow_per_doubling"
+    parts.append(f"{label} +{v.number(f'{path}.0', '.0f')} → +"
+                 f"{v.number(f'{path}.{len(steps) - 1}', '.0f')} in parallel against +"
+                 f"{v.number(f'{seq_path}.0', '.0f')} → +"
+                 f"{v.number(f'{seq_path}.{len(seq) - 1}', '.0f')} in sequence")
+    (log_n if 0 < steps[-1] <= limit * steps[0] else not_log).append(label)
+    if not (seq[0] > 0 and seq[-1] / seq[0] >= ns[-2] / ns[0] / limit):
+      not_linear.append(label)
+  growth = v.number("log_depth_growth", ".1f")
+  v.say(f"The linear recurrences in both scan forms (n = {v.number('depth_lengths.0', 'd')} .. "
+        f"{v.number(f'depth_lengths.{len(ns) - 1}', 'd')}), dataflow depth added per doubling "
+        f"of n at the first and the last step: " + "; ".join(parts) + ". " +
+        (f"The parallel (associative) scan's depth grows as O(log n) for "
+         f"{', '.join(log_n)} (test: the depth added per doubling grows by at most "
+         f"{growth}x over the span; the sequential form's grows with n, at least "
+         f"1/{growth} as fast): the essay's O(n) sequential operations belong to "
+         f"the nonlinear recurrences, not to recurrence as such." if log_n else "") +
+        (f" Not O(log n) by that test: {', '.join(not_log)}." if not_log else "") +
+        (f" Sequential form not O(n) by that test: {', '.join(not_linear)}." if not_linear
+         else ""))

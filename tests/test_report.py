@@ -294,11 +294,35 @@ def test_complexity_counts_match_table_1_on_small_sizes(tmp_path):
   assert set(results["models"]) == set(study_config.study_models("smoke"))
   assert results["models"]["rnn"]["depths"]["sequential"] == results["depth_lengths"]
   assert results["models"]["transformer"]["depths"]["sequential"] == [1, 1, 1]
+  # A linear recurrence is measured in both scan forms: the sequential one adds depth in
+  # proportion to n, the parallel (associative) one a constant per doubling: O(log n).
+  scans = [n for n in results["models"] if "scan" in results["models"][n]]
+  assert scans and all(models.entry(n).family == "linear_recurrence" for n in scans)
+  for name in scans:
+    sequential = results["models"][name]["depths"]
+    parallel = results["models"][name]["associative"]["depths"]
+    assert results["models"][name]["scan"] == "sequential"  # 'auto' on CPU
+    assert sequential["sequential"] == results["depth_lengths"]  # one scan step per position
+    assert parallel["sequential"] == [1, 1, 1]  # no loop: a straight-line program
+    steps = parallel["dataflow_per_doubling"]
+    assert steps[0] > 0 and steps[-1] == pytest.approx(steps[0], rel=0.2), steps
+    grows = sequential["dataflow_per_doubling"]
+    assert grows[-1] >= 1.9 * grows[0]
+    assert results["models"][name]["associative"]["by_n"]["total_exponent"] == \
+        pytest.approx(1.0, abs=0.05)  # the same O(n) work in both forms
   table = complexity.table1(results, {})
   assert "O(n·d²)" in table and "O(n²·d)" in table and "n ≫ d: FLOPs ∝ n^" in table
+  # Table 1 has a row for every model beyond the essay's, each linear recurrence twice.
+  for name in results["models"]:
+    if name not in (*complexity.CELLS, "transformer"):
+      assert f"({models.entry(name).label}) |" in table, name
+  for name in scans:
+    assert f"Linear recurrence, parallel scan ({models.entry(name).label})" in table
   verdict = complexity.verdict(results)
   _check_cited(verdict, results)
   assert not verdict.contradictions
+  assert "The parallel (associative) scan's depth grows as O(log n) for " in verdict.text
+  assert "Not O(log n)" not in verdict.text and "not O(n)" not in verdict.text
 
 
 def test_smoke_report_has_a_banner_and_no_verdicts(tmp_path):
