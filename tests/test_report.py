@@ -128,6 +128,33 @@ def test_long_range_verdict_names_results_against_the_essay():
   assert "3 of 3 (LSTM)" in verdict.text
 
 
+def test_restricted_attention_beyond_its_reach_is_table_1s_prediction_not_a_contradiction():
+  point = lambda acc: {"accuracy": _stat(acc), "sequence_accuracy": _stat(acc),  # noqa: E731
+                       "loss": _stat(1.0), "baseline_loss": 0.5,
+                       "loss_over_baseline": _stat(1.0 if acc < 0.2 else 0.1), "run": "r"}
+  described = lambda window: {  # noqa: E731
+      "parameters": 1, "num_layers": 2, "sizes": {"d_model": 64} | (
+          {"window": window} if window else {}),
+      "state_floats": 1, "seq_len": 110, "learning_rate": 1e-3, "steps": 300, "batch_size": 32}
+  module = experiments.modules(("long_range",))["long_range"]
+  for window, contradiction in ((16, False), (64, True), (None, True)):
+    results = {
+        "copy": {"chance": 0.125, "distances": [20, 100], "failed_runs": [], "variants": {
+            "transformer": {"20": point(1.0), "100": point(1.0)},
+            "local_attention": {"20": point(1.0), "100": point(0.12)},
+            "lstm": {"20": point(0.3), "100": point(0.13)}}},
+        "agreement": {"chance": 0.5, "failed_runs": [], "bins": [], "bin_width": 10,
+                      "variants": {}},
+        "models": {"local_attention": {"copy": described(window)}},
+        "failed_runs": []}
+    verdict = module.verdict(results)
+    _check_cited(verdict, results)
+    falls = any("Local attention's own accuracy falls" in c for c in verdict.contradictions)
+    assert falls == contradiction, window  # 2 layers x 16 = 32 < 100 is out of its reach
+    assert ("Table 1's O(n/r) path length of restricted attention predicts" in verdict.text) \
+        == (not contradiction)
+
+
 def _agreement(overall: float, attractors: dict, bins: dict) -> dict:
   """An agreement variant of long_range's results: 3 seeds, intervals of 0.02."""
   return {"accuracy": _stat(overall), "by_distance": {}, "run": "r",
