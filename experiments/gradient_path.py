@@ -35,7 +35,19 @@ MEASURES = ("log10_source_norm", "log10_source_over_neutral")
 def _summarise(profile: dict[str, Any]) -> dict[str, Any]:
   return {"lags": profile["lags"], "mean_norm": stats.mean_over_seeds(profile["norms_by_seed"]),
           "decay_rate": stats.seed_summary(profile["decay_rate_by_seed"]),
-          **{m: stats.seed_summary(profile[f"{m}_by_seed"]) for m in MEASURES}}
+          **{m: stats.seed_summary(profile[f"{m}_by_seed"]) for m in MEASURES},
+          # Seeds whose gradient at the source is exactly 0 (no path reaches it): log10 = -inf.
+          "zero_source_seeds": sum(x == 0.0 for x in profile["source_norm_by_seed"]),
+          "num_seeds": len(profile["source_norm_by_seed"])}
+
+
+def _unreached(stage_results: dict[str, Any]) -> bool:
+  """Whether the source's gradient is exactly 0 in every seed (older results: False)."""
+  zero = stage_results.get("zero_source_seeds", 0)
+  return zero > 0 and zero == stage_results.get("num_seeds")
+
+
+UNREACHED = "−∞ (exactly 0)"
 
 
 def run(study: runner.Study) -> dict[str, Any]:
@@ -83,7 +95,8 @@ def tables(results: dict[str, Any]) -> str:
   if not found:
     return "No run finished."
   rows = [[variants.variant(n).label, found[n]["distance"]] +
-          [stats.pm(found[n][stage][key], spec)
+          [UNREACHED if key in MEASURES and _unreached(found[n][stage])
+           else stats.pm(found[n][stage][key], spec)
            for stage in STAGES for key, spec in (("decay_rate", ".3f"),
                                                  ("log10_source_norm", ".1f"),
                                                  ("log10_source_over_neutral", ".1f"))]
@@ -94,7 +107,9 @@ def tables(results: dict[str, Any]) -> str:
   return ("Per-step decay rate r of the gradient norm (norm ≈ C·e^{r·k}; r = 0: no decay); "
           "log10 of the gradient norm at the true source d steps back; log10 of that norm over "
           "the median norm of the intermediate lags 2 .. d-1 (a neutral level: lag 1 is the "
-          "delimiter). At initialisation and after training, mean ± 95% CI over seeds.\n\n" +
+          "delimiter). At initialisation and after training, mean ± 95% CI over seeds. "
+          f"{UNREACHED}: the gradient at the source is exactly 0 in every seed, no path "
+          "reaches it (the source lies beyond a convolution's or a local window's reach).\n\n" +
           markdown.table(headers, rows))
 
 
@@ -107,17 +122,27 @@ def verdict(results: dict[str, Any]) -> verdicts.Verdict:
   names = variants.ordered(found)
   label = lambda name: variants.variant(name).label  # noqa: E731
   distance = found[names[0]]["distance"]
+
+  def log10(n: str, stage: str, measure: str) -> str:
+    if _unreached(found[n][stage]):
+      return UNREACHED
+    return v.number(f"variants.{n}.{stage}.{measure}.mean", ".1f")
+
   for stage in STAGES:
     when = "At initialisation" if stage == "init" else "After training"
     v.say(f"{when}, the gradient changes by a factor e^r per step back, with r = " +
           ", ".join(f"{v.pm(f'variants.{n}.{stage}.decay_rate', '.3f')} ({label(n)})"
                     for n in names) +
           f"; at the true source, {distance} steps back, log10 of its norm is " +
-          ", ".join(f"{v.number(f'variants.{n}.{stage}.log10_source_norm.mean', '.1f')} "
-                    f"({label(n)})" for n in names) +
+          ", ".join(f"{log10(n, stage, 'log10_source_norm')} ({label(n)})" for n in names) +
           ", and log10 of its ratio to the neutral level is " +
-          ", ".join(f"{v.number(f'variants.{n}.{stage}.log10_source_over_neutral.mean', '.1f')}"
-                    f" ({label(n)})" for n in names) + ".")
+          ", ".join(f"{log10(n, stage, 'log10_source_over_neutral')} ({label(n)})"
+                    for n in names) + ".")
+    unreached = [n for n in names if _unreached(found[n][stage])]
+    if unreached:
+      v.say(f"{when}, no gradient at all reaches the source through " +
+            ", ".join(f"the {label(n)}" for n in unreached) + f" (exactly 0 in every seed): "
+            f"it lies beyond their reach, as their receptive field predicts.")
     _compare_stage(v, found, names, stage, when, distance)
   return v
 

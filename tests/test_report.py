@@ -245,6 +245,28 @@ def test_gradient_verdict_only_where_absolute_and_normalised_measures_agree():
   assert len(against.contradictions) == 2  # at initialisation and after training
 
 
+def test_a_source_beyond_a_models_reach_is_an_exact_zero_never_non_finite_seeds():
+  module = experiments.modules(("gradient_path",))["gradient_path"]
+  results = _gradient_results(-3.0, -1.5)
+  nan = stats.seed_summary([math.nan] * 3)  # log10 of an exactly-zero norm
+  conv = {"lags": [0, 1], "mean_norm": [1.0, 0.0], "decay_rate": _stat(-0.1, 0.01),
+          "log10_source_norm": nan, "log10_source_over_neutral": nan,
+          "zero_source_seeds": 3, "num_seeds": 3}
+  results["variants"]["conv"] = {"distance": 40, "run": "c", "init": conv, "trained": conv}
+  table = module.tables(results)
+  row = next(line for line in table.splitlines() if line.startswith("| Causal CNN"))
+  assert row.count("−∞ (exactly 0)") == 4 and "not finite" not in row
+  verdict = module.verdict(results)
+  _check_cited(verdict, results)
+  assert "no gradient at all reaches the source through the Causal CNN" in verdict.text
+  assert "−∞ (exactly 0) (Causal CNN)" in verdict.text
+  # One seed with a path: the others' zeros are not called beyond reach.
+  results["variants"]["conv"]["trained"] = conv | {"zero_source_seeds": 2}
+  row = next(line for line in module.tables(results).splitlines()
+             if line.startswith("| Causal CNN"))
+  assert row.count("−∞ (exactly 0)") == 2  # at initialisation only
+
+
 def test_attention_verdict_needs_every_seed_above_the_stated_threshold():
   module = experiments.modules(("attention_maps",))["attention_maps"]
   entry = lambda masses: {  # noqa: E731

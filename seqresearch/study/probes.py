@@ -65,14 +65,16 @@ def gradient_profile(restored: Restored, distance: int, *, num_examples: int = 3
 
   Returns:
     {'distance', 'lags', 'norms_by_seed' [S][lags], 'decay_rate_by_seed' [S],
-     'log10_source_norm_by_seed' [S], 'log10_source_over_neutral_by_seed' [S]}; a value
-    that cannot be computed (a fit with fewer than two positive points) is NaN.
+     'log10_source_norm_by_seed' [S], 'log10_source_over_neutral_by_seed' [S],
+     'source_norm_by_seed' [S] (the norm itself: exactly 0 where no path reaches the source,
+     e.g. beyond a convolution's or a local window's reach)}; a value that cannot be computed
+    (a fit with fewer than two positive points, the log of 0) is NaN.
   """
   batch = probe_batch(restored, distance, num_examples)
   positions_B, targets_B, _ = gradient_path.scored_positions(batch, "first")
   num_lags = int(positions_B.min()) + 1  # every example reaches back this far
   lags_K = np.arange(num_lags)
-  out: dict[str, list] = {"norms": [], "rates": [], "source": [], "ratio": []}
+  out: dict[str, list] = {"norms": [], "rates": [], "source": [], "ratio": [], "raw": []}
   for s in range(len(restored.seeds)):
     model = restored.initial_model(s) if at_init else restored.model(s)
     g_BxTxE = gradient_path.embedding_gradients(model, batch.inputs, jnp.asarray(positions_B),
@@ -88,11 +90,12 @@ def gradient_profile(restored: Restored, distance: int, *, num_examples: int = 3
     source, neutral = source_and_neutral_norms(norm_BxT, positions_B, distance)
     out["norms"].append([float(v) for v in norm_K])
     out["rates"].append(float(rate))
+    out["raw"].append(float(source))
     out["source"].append(_log10(source))
     out["ratio"].append(_log10(source / neutral) if neutral > 0 else float("nan"))
   return {"distance": int(distance), "lags": lags_K.tolist(), "norms_by_seed": out["norms"],
           "decay_rate_by_seed": out["rates"], "log10_source_norm_by_seed": out["source"],
-          "log10_source_over_neutral_by_seed": out["ratio"]}
+          "log10_source_over_neutral_by_seed": out["ratio"], "source_norm_by_seed": out["raw"]}
 
 
 def has_attention(restored: Restored) -> bool:
