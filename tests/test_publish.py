@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -14,14 +15,25 @@ from seqresearch.study import publish, report
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _study(workdir, png_bytes: int = 100) -> None:
+def _png(path, size: int = 40) -> None:
+  """A small line plot's colours: white, a few lines, an anti-aliased edge."""
+  from PIL import Image, ImageDraw  # pylint: disable=g-import-not-at-top
+  image = Image.new("RGB", (size, size), "white")
+  draw = ImageDraw.Draw(image)
+  for i, colour in enumerate(("#1f77b4", "#d62728", "#2ca02c")):
+    draw.line([(0, 5 + 10 * i), (size, 15 + 10 * i)], fill=colour, width=2)
+  image.save(path)
+
+
+def _study(workdir, json_numbers: int = 3) -> None:
   """A finished report as scripts/report.py leaves it, with a run directory beside it and a
   figure of an earlier report that this one no longer shows."""
   for name in ("long_range", "capacity"):
     os.makedirs(workdir / name)
-    (workdir / name / "results.json").write_text('{"verdict": {}}')
-    (workdir / name / "a.png").write_bytes(b"\x89PNG" + b"0" * png_bytes)
-  (workdir / "capacity" / "stale.png").write_bytes(b"\x89PNG")
+    results = {"verdict": {}, "x": [i / 7 for i in range(json_numbers)]}
+    (workdir / name / "results.json").write_text(json.dumps(results, indent=2))
+    _png(workdir / name / "a.png")
+  _png(workdir / "capacity" / "stale.png")
   os.makedirs(workdir / "anchors")
   (workdir / "anchors" / "results.json").write_text("{}")  # a section this report lacks
   (workdir / "learning_rates.json").write_text('{"lstm": 0.001}')
@@ -47,8 +59,17 @@ def test_the_copy_holds_the_report_and_exactly_what_it_links(tmp_path):
   assert text.startswith(report.TITLE + "\n\n" + publish.NOTE + "\n")
   for link in re.findall(r"\]\(([^)]+)\)|`(\w+/results\.json)`", text):
     assert (out / (link[0] or link[1])).is_file(), link
-  assert (out / "long_range" / "a.png").read_bytes() == \
-      (tmp_path / "study" / "long_range" / "a.png").read_bytes()
+  # Smaller, not different: the same JSON values, the same picture in a palette.
+  for name in ("long_range/results.json", "capacity/results.json"):
+    assert json.loads((out / name).read_text()) == \
+        json.loads((tmp_path / "study" / name).read_text())
+    assert (out / name).stat().st_size < (tmp_path / "study" / name).stat().st_size
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  with Image.open(out / "long_range" / "a.png") as copy, \
+       Image.open(tmp_path / "study" / "long_range" / "a.png") as original:
+    assert copy.mode == "P" and copy.size == original.size
+    assert copy.convert("RGB").getpixel((0, 5)) == original.getpixel((0, 5))  # on a line
+    assert copy.convert("RGB").getpixel((39, 39)) == (255, 255, 255)
   # Publishing again replaces the earlier copy: a section no longer in the report is gone.
   (tmp_path / "study" / report.REPORT_FILE).write_text(
       f"{report.TITLE}\n\n![long_range 1](long_range/a.png)\n`long_range/results.json`\n")
@@ -59,8 +80,9 @@ def test_the_copy_holds_the_report_and_exactly_what_it_links(tmp_path):
 def test_a_missing_smoke_failed_broken_or_oversized_report_is_refused(tmp_path):
   with pytest.raises(ValueError, match="no REPORT.md"):
     publish.publish(str(tmp_path / "none"), str(tmp_path / "out"))
-  _study(tmp_path / "big", png_bytes=publish.MAX_BYTES)
-  with pytest.raises(ValueError, match=r"more than 1000000 \(largest: \w+/a.png"):
+  _study(tmp_path / "big", json_numbers=publish.MAX_BYTES // 20)
+  with pytest.raises(ValueError, match=r"as published, more than 1000000 \(largest: "
+                                       r"\w+/results.json"):
     publish.publish(str(tmp_path / "big"), str(tmp_path / "out"))
   assert not (tmp_path / "out").exists()
   _study(tmp_path / "failed")
