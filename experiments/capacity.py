@@ -376,13 +376,24 @@ def _long_copy_verdict(v: verdicts.Verdict, long_copy: dict[str, Any]) -> None:
         f"{v.number(cell(n, 0, far) + '.mean')} → {v.number(cell(n, last(n), far) + '.mean')} "
         f"with the state at L = {far})"
         if key not in ("undecided", "unlearnt") else label(n) for n in chosen)
-    v.say(f"Long-copy accuracy is explained {words} for {detail}" +
-          (f" ({test})." if key in ("both", "state", "length") else "."))
+    if key == "undecided":
+      v.say(f"Whether the length or the state size explains long-copy accuracy is {words} "
+            f"for {detail}.")
+    else:
+      v.say(f"Long-copy accuracy is explained {words} for {detail}" +
+            (f" ({test})." if key in ("both", "state", "length") else "."))
   attention_falls = [n for n in names if variants.variant(n).is_attention and
                      verdict_of[n] in ("length", "both")]
   for n in attention_falls:
-    v.say(f"The {label(n)}'s accuracy falls with L although its key-value cache holds the whole "
-          f"string: the length, not the state, limits it here (training, or positions).")
+    window = models.model_settings(variants.variant(n).model).attention_window
+    if window is None:
+      v.say(f"The {label(n)}'s accuracy falls with L although its key-value cache holds the "
+            f"whole string: the length, not the state, limits it here (training, or "
+            f"positions).")
+    else:  # restricted attention: a symbol L + 1 positions back leaves the window at L >= r
+      v.say(f"The {label(n)} attends within a window of {window} positions per layer, so its "
+            f"cache does not hold the whole string: a symbol L + 1 positions back is outside "
+            f"one layer's window once L >= {window} (reaching it takes a second hop).")
   recurrent = [n for n in names if variants.variant(n).is_recurrent]
   if recurrent and all(verdict_of[n] in ("undecided", "unlearnt") for n in recurrent):
     v.say("For the recurrent models whether distance or state size explains long-copy accuracy "

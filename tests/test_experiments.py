@@ -595,6 +595,21 @@ def test_long_copy_accuracy_against_length_per_state_size_and_what_explains_it(
   both = capacity.verdict(results)
   cited_numbers_equal_results(both, results)
   assert "explained by both the length and the state size for Elman RNN" in both.text
+  # Attention that falls with L: a full cache holds the string, a local window does not.
+  transformer = long_copy["variants"]["transformer"]["sizes"]
+  transformer[-1]["by_length"]["6"] = stats.seed_summary([0.49, 0.5, 0.51], examples=6)
+  long_copy["variants"]["local_attention"] = long_copy["variants"]["transformer"]
+  window = models.model_settings("local_attention").attention_window
+  falls = capacity.verdict(results).text
+  assert "The Transformer's accuracy falls with L although its key-value cache holds" in falls
+  assert (f"The Local attention attends within a window of {window} positions per layer, so "
+          f"its cache does not hold the whole string") in falls
+  assert "Local attention's accuracy falls with L although" not in falls
+  # A model whose runs lack a length cell is undecided, said as a sentence.
+  del long_copy["variants"]["lru"]["sizes"][-1]["by_length"]["6"]
+  assert ("Whether the length or the state size explains long-copy accuracy is undecided at "
+          "this scale for LRU.") in capacity.verdict(results).text
+  del long_copy["variants"]["local_attention"]
   paths = capacity.figures(results, str(tmp_path / "figures"))
   assert len(paths) == 3 and os.path.basename(paths[2]) == "capacity_long_copy.png"
   assert os.path.getsize(paths[2]) > 1000
