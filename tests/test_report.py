@@ -387,6 +387,23 @@ def test_smoke_report_has_a_banner_and_no_verdicts(tmp_path):
     assert ("## Results that contradict the essay" in text) != smoke
 
 
+def test_each_run_is_named_once_and_the_verdicts_sources_cite_its_number(tmp_path):
+  module = types.SimpleNamespace(TITLE="A question", CLAIM="A claim.", SWEEPS=(),
+                                 tables=lambda r: "a table")
+  cited = [{"text": "0.5", "path": "v.b.acc", "value": 0.5, "spec": ".1f"},
+           {"text": "0.7", "path": "v.c.acc", "value": 0.7, "spec": ".1f"}]
+  results = {"q": {"runs": ["runs/s/a", "runs/s/b"], "figures": [],
+                   "v": {"b": {"run": "runs/s/b", "acc": 0.5},
+                         "c": {"run": "runs/other/c", "acc": 0.7}},
+                   "verdict": {"text": "X 0.5, Y 0.7.", "cited": cited, "contradictions": []}}}
+  study = runner.Study("quick", str(tmp_path), config=study_config, experiments={"q": module})
+  text = report.render(study, {"q": module}, results, 1.0, 2.0)
+  assert "*Runs* (2): [1] `runs/s/a`, [2] `runs/s/b`" in text
+  assert "- 0.5: `v.b.acc` (run [2])" in text
+  assert "- 0.7: `v.c.acc` (run `runs/other/c`)" in text  # not in the list: its path
+  assert text.count("runs/s/b") == 1
+
+
 def test_a_partial_report_names_the_sections_it_leaves_out(tmp_path):
   module = types.SimpleNamespace(TITLE="A question", CLAIM="A claim.", SWEEPS=(),
                                  tables=lambda r: "a table")

@@ -170,8 +170,11 @@ def render(study: Study, modules: dict[str, Any], results: dict[str, dict[str, A
 def _section(study: Study, name: str, module: Any, r: dict[str, Any]) -> list[str]:
   source = f"{name}/{RESULTS_FILE}"
   out = []
+  # Each run is named once, numbered; the sources of the verdict's numbers cite the number.
+  number = {p: i for i, p in enumerate(r.get("runs") or [], start=1)}
   if r.get("runs"):
-    out += ["*Runs* ({}): ".format(len(r["runs"])) + ", ".join(f"`{p}`" for p in r["runs"]), ""]
+    out += ["*Runs* ({}): ".format(len(r["runs"])) +
+            ", ".join(f"[{number[p]}] `{p}`" for p in r["runs"]), ""]
   if r.get("failed_runs"):
     out += ["**Failed runs** (see their error.txt): " +
             ", ".join(f"`{p}`" for p in r["failed_runs"]), ""]
@@ -182,7 +185,13 @@ def _section(study: Study, name: str, module: Any, r: dict[str, Any]) -> list[st
   out += ["", f"**Verdict.** {r['verdict']['text']}", ""]
   out.append(f"<details><summary>Where each number of the verdict comes from "
              f"(`{source}`)</summary>\n")
-  out += [f"- {c['text']}: `{c['path']}`" +
-          (f" (run `{run}`)" if (run := verdicts.run_of(r, c["path"])) else "")
+  out += [f"- {c['text']}: `{c['path']}`" + _run_reference(verdicts.run_of(r, c["path"]), number)
           for c in r["verdict"]["cited"]]
   return out + ["", "</details>", ""]
+
+
+def _run_reference(run: str | None, number: dict[str, int]) -> str:
+  """' (run [3])' for a run of the section's numbered list, ' (run `path`)' for another."""
+  if run is None:
+    return ""
+  return f" (run [{number[run]}])" if run in number else f" (run `{run}`)"
