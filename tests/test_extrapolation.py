@@ -253,6 +253,22 @@ def test_no_contradiction_unless_every_attention_model_fails_at_the_far_distance
   assert len(verdict.contradictions) == 1 and "every one fails" in verdict.contradictions[0]
 
 
+def test_an_encoding_not_learnt_in_the_mean_is_not_shown_to_fail(cited_numbers_equal_results):
+  # The standard run: RoPE learnt and fails; the sinusoidal Transformer's mean at the trained
+  # edge is below the threshold because one seed of five failed, yet its other seeds hold.
+  split = [0.05, 1.0, 1.0, 1.0, 1.0]
+  results = _results(lstm=_variant({"14": HIGH, "56": HIGH}),
+                     transformer=_variant({"14": split, "56": split}),
+                     transformer_rope=_variant({"14": HIGH, "56": LOW}))
+  assert not extrapolation.assess(results, "transformer")["learnt"]
+  verdict = extrapolation.verdict(results)
+  cited_numbers_equal_results(verdict, results)
+  assert not verdict.contradictions
+  assert ("Transformer did not reach the threshold at the trained edge in the mean over "
+          "seeds, so they are not shown to fail") in verdict.text
+  assert "undecided at this scale" in verdict.text
+
+
 # ---------------------------------------------------------------- the analysis on real runs
 
 

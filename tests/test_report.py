@@ -279,9 +279,22 @@ def test_attention_verdict_needs_every_seed_above_the_stated_threshold():
           "extrapolation": {}, "threshold": module.FINDS, "num_examples": 8, "runs": ["r"]}
   verdict = module.verdict(weak)
   _check_cited(verdict, weak)
-  assert verdict.contradictions and "2 and 2 of 3" in verdict.text  # the 0.47 seed fails
+  assert "2 and 2 of 3" in verdict.text  # the 0.47 seed fails
+  assert "does not find the source in one hop in every seed" in verdict.text
+  # Heads that do not look at the source do not contradict the essay: its O(1) path says a
+  # head can reach the source in one hop, not that training makes one do so.
+  assert not verdict.contradictions
   strong = dict(weak, copy={"transformer": entry([0.6, 0.9, 0.95])})
-  assert not module.verdict(strong).contradictions
+  assert "In every seed a head finds the source" in module.verdict(strong).text
+  # Restricted attention beyond its window cannot reach the source: Table 1's O(n/r).
+  window = models.model_settings("local_attention").attention_window
+  local = dict(weak, copy={"local_attention": entry([0.0, 0.0, 0.0]) | {
+      "distances": [window + 4], "uniform": {str(window + 4): 0.0},
+      "best_by_seed": {str(window + 4): stats.seed_summary([0.0] * 3)},
+      "seeds_finding": {str(window + 4): 0}}})
+  text = module.verdict(local).text
+  assert f"attends within a window of {window} positions: a source {window + 4} back" in text
+  assert "does not find the source in one hop" not in text
 
 
 def _timing_rows(train_ms: list, gflops: list, depth: list) -> dict:
