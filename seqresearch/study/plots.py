@@ -13,7 +13,7 @@ from typing import Any
 
 from seqresearch.study import variants
 
-DPI = 110
+DPI = 90  # figures of many panels stay small enough to publish (reports/, < 1 MB in all)
 
 
 def figure(ncols: int = 1, nrows: int = 1, width: float = 5.0, height: float = 3.6):

@@ -9,9 +9,10 @@ training runs (checkpoints, metrics) stay out: the copy's REPORT.md opens with a
 so and that its Reproduce command regenerates them. A partial report (a subset of the
 experiments) keeps the banner that names what it leaves out.
 
-The copy is made small without changing a number: results JSON is written compactly (the same
-values, no indentation) and figures are re-encoded as 64-colour palette PNGs (line plots keep
-their look at a third of the bytes).
+The copy is made small: results JSON is written compactly with every float rounded to
+`SIGNIFICANT_DIGITS` significant digits (the metrics are float32, which holds about 7; every
+number the report prints has 4 or fewer), and figures are re-encoded as 64-colour palette
+PNGs (line plots keep their look at a third of the bytes).
 
 Refused (ValueError, one line) when the report is missing, is a pipeline check (smoke), lists
 failed analyses, would exceed `MAX_BYTES`, or when `out_dir` is empty, a file, the study
@@ -30,8 +31,9 @@ from seqresearch.study import tuning
 
 MAX_BYTES = 1_000_000  # the whole published report: Markdown, JSON and PNGs, as copied
 PNG_COLOURS = 64
-NOTE = ("> Published copy of a study report: its tables, figures and results JSON are here; "
-        "the training runs it names (`runs/...`: configs, metrics, checkpoints) are not in git: "
+SIGNIFICANT_DIGITS = 7
+NOTE = ("> Published copy of a study report: its tables, figures and results JSON (floats to "
+        "7 significant digits) are here; the training runs it names (`runs/...`: configs, metrics, checkpoints) are not in git: "
         "the Reproduce command below regenerates them.")
 
 
@@ -87,13 +89,24 @@ def _check_out_dir(workdir: str, out_dir: str) -> None:
                        "give a new directory or an earlier published copy (it is replaced).")
 
 
+def _rounded(value):
+  """`value` with every float rounded to SIGNIFICANT_DIGITS significant digits."""
+  if isinstance(value, float):
+    return float(f"{value:.{SIGNIFICANT_DIGITS}g}")
+  if isinstance(value, list):
+    return [_rounded(v) for v in value]
+  if isinstance(value, dict):
+    return {k: _rounded(v) for k, v in value.items()}
+  return value
+
+
 def _copy(source: str, dest: str) -> None:
   """Copies one file: JSON compactly (same values), PNG as a palette image, others as is."""
   if source.endswith(".json"):
     with open(source) as f:
       data = json.load(f)
     with open(dest, "w") as f:
-      json.dump(data, f, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+      json.dump(_rounded(data), f, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
   elif source.endswith(".png"):
     from PIL import Image  # pylint: disable=g-import-not-at-top  (matplotlib's dependency)
     with Image.open(source) as image:
