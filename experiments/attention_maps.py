@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 
-from seqresearch import models
 from seqresearch.analysis import attention_mass
 from seqresearch.study import markdown, plots, probes, restore, runner, stats, variants, verdicts
 
@@ -48,7 +47,9 @@ def _part(study: runner.Study, members: list, distances_of) -> dict[str, Any]:
         restored, distances, num_examples=study.settings.attention_maps.num_examples)
     entry = found.setdefault(study.variant(member), {
         "heads": {}, "uniform": {}, "runs": {}, "workdirs": {}, "seeds": mass["seeds"],
-        "trained": list(restored.settings.task.trained_distances)})
+        "trained": list(restored.settings.task.trained_distances),
+        # The window the run was trained with (None: attention over the whole prefix).
+        "attention_window": getattr(restored.settings.model, "attention_window", None)})
     low, high = restored.settings.task.trained_distances  # copy: one run per distance
     entry["trained"] = [min(entry["trained"][0], low), max(entry["trained"][1], high)]
     for head, by_d in mass["heads"].items():
@@ -186,9 +187,10 @@ def _entry_verdict(v: verdicts.Verdict, part: str, name: str, entry: dict[str, A
         f"{v.number(f'{base}.seeds_finding.{near}', 'd')} and "
         f"{v.number(f'{base}.seeds_finding.{far}', 'd')} of {v.number(f'{base}.num_seeds', 'd')}.")
   everywhere = all(entry["seeds_finding"][d] == entry["num_seeds"] for d in ds)
-  window = models.model_settings(variants.variant(name).model).attention_window
+  window = entry.get("attention_window")  # the run's own, not the model's default
   if window is not None and int(far) > window:  # Table 1's restricted attention: O(n/r)
-    v.say(f"The {label} attends within a window of {window} positions: a source {far} back "
+    v.say(f"The {label} attends within a window of {v.number(f'{base}.attention_window', 'd')} "
+          f"positions: a source {far} back "
           f"lies outside every head's window, so no head can find it in one hop (Table 1's "
           f"restricted attention has path length O(n/r)).")
   elif everywhere:

@@ -48,12 +48,15 @@ def _per_seed(summary: dict[str, Any]) -> list[dict[str, Any]]:
   return [summary["eval_by_seed"][k] for k in sorted(summary["eval_by_seed"], key=int)]
 
 
-def _state(config) -> tuple[Any, int]:
-  """(task settings, floats the run's model holds between tokens at the task's length)."""
+def _state(config) -> tuple[Any, int, int | None]:
+  """(task settings, floats the run's model holds between tokens at the task's length, the
+  attention window it was trained with: None for a model that attends to the whole prefix or
+  does not attend)."""
   task = build.task_settings(config.task)
   fields = {k: v for k, v in config.model.items() if k != "name"}
   settings = models.model_settings(config.model.name, **fields)
-  return task, state_floats(settings, task.seq_len)
+  return (task, state_floats(settings, task.seq_len),
+          getattr(settings, "attention_window", None))
 
 
 def _size_fields(member) -> dict[str, Any]:
@@ -80,7 +83,7 @@ def _long_copy(study: runner.Study) -> dict[str, Any]:
     if not member.finished:
       continue
     config = workdir_lib.load_config(member.workdir)
-    task, floats = _state(config)
+    task, floats, window = _state(config)
     chance = task.chance_accuracy
     evals = _per_seed(runner.run_summary(member))
     examples = int(config.eval_batch_size * config.num_eval_batches)
@@ -96,6 +99,7 @@ def _long_copy(study: runner.Study) -> dict[str, Any]:
     found.setdefault(study.variant(member), {})[floats] = {
         "state_floats": floats,
         "fields": _size_fields(member),
+        "attention_window": window,
         "accuracy": stats.seed_summary([m["accuracy"] for m in evals], examples=examples),
         "by_length": by_length,
         "seeds_solved_by_length": {k: stats.learnt_count(v, SOLVED)[0]
@@ -123,7 +127,7 @@ def _mqar(study: runner.Study) -> dict[str, Any]:
     if not member.finished:
       continue
     config = workdir_lib.load_config(member.workdir)
-    task, floats = _state(config)
+    task, floats, _ = _state(config)
     length = task.seq_len
     evals = _per_seed(runner.run_summary(member))
     size = found.setdefault(study.variant(member), {}).setdefault(floats, {
@@ -385,15 +389,18 @@ def _long_copy_verdict(v: verdicts.Verdict, long_copy: dict[str, Any]) -> None:
   attention_falls = [n for n in names if variants.variant(n).is_attention and
                      verdict_of[n] in ("length", "both")]
   for n in attention_falls:
-    window = models.model_settings(variants.variant(n).model).attention_window
+    # The window of the largest size, whose fall with L is the verdict's (the run's own).
+    window = found[n]["sizes"][-1].get("attention_window")
     if window is None:
       v.say(f"The {label(n)}'s accuracy falls with L although its key-value cache holds the "
             f"whole string: the length, not the state, limits it here (training, or "
             f"positions).")
     else:  # restricted attention: a symbol L + 1 positions back leaves the window at L >= r
-      v.say(f"The {label(n)} attends within a window of {window} positions per layer, so its "
-            f"cache does not hold the whole string: a symbol L + 1 positions back is outside "
-            f"one layer's window once L >= {window} (reaching it takes a second hop).")
+      size = f"long_copy.variants.{n}.sizes.{last(n)}.attention_window"
+      v.say(f"The {label(n)} attends within a window of {v.number(size, 'd')} positions per "
+            f"layer, so its cache does not hold the whole string: a symbol L + 1 positions back "
+            f"is outside one layer's window once L >= {v.number(size, 'd')} (reaching it takes "
+            f"a second hop).")
   recurrent = [n for n in names if variants.variant(n).is_recurrent]
   if recurrent and all(verdict_of[n] in ("undecided", "unlearnt") for n in recurrent):
     v.say("For the recurrent models whether distance or state size explains long-copy accuracy "

@@ -286,15 +286,16 @@ def test_attention_verdict_needs_every_seed_above_the_stated_threshold():
   assert not verdict.contradictions
   strong = dict(weak, copy={"transformer": entry([0.6, 0.9, 0.95])})
   assert "In every seed a head finds the source" in module.verdict(strong).text
-  # Restricted attention beyond its window cannot reach the source: Table 1's O(n/r).
-  window = models.model_settings("local_attention").attention_window
+  # Restricted attention beyond its window cannot reach the source: Table 1's O(n/r). The
+  # window is the run's own (5 here), not the model's default (16): a source 9 back is beyond it.
+  assert models.model_settings("local_attention").attention_window != 5
   local = dict(weak, copy={"local_attention": entry([0.0, 0.0, 0.0]) | {
-      "distances": [window + 4], "uniform": {str(window + 4): 0.0},
-      "best_by_seed": {str(window + 4): stats.seed_summary([0.0] * 3)},
-      "seeds_finding": {str(window + 4): 0}}})
-  text = module.verdict(local).text
-  assert f"attends within a window of {window} positions: a source {window + 4} back" in text
-  assert "does not find the source in one hop" not in text
+      "distances": [9], "uniform": {"9": 0.0}, "attention_window": 5,
+      "best_by_seed": {"9": stats.seed_summary([0.0] * 3)}, "seeds_finding": {"9": 0}}})
+  verdict = module.verdict(local)
+  _check_cited(verdict, local)
+  assert "attends within a window of 5 positions: a source 9 back" in verdict.text
+  assert "does not find the source in one hop" not in verdict.text
 
 
 def _timing_rows(train_ms: list, gflops: list, depth: list) -> dict:
