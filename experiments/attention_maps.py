@@ -188,7 +188,9 @@ def _entry_verdict(v: verdicts.Verdict, part: str, name: str, entry: dict[str, A
         f"{v.number(f'{base}.seeds_finding.{far}', 'd')} of {v.number(f'{base}.num_seeds', 'd')}.")
   everywhere = all(entry["seeds_finding"][d] == entry["num_seeds"] for d in ds)
   window = entry.get("attention_window")  # the run's own, not the model's default
-  if window is not None and int(far) > window:  # Table 1's restricted attention: O(n/r)
+  # A window of r positions (the query included) reaches r - 1 back: a source r or more back
+  # is outside it (Table 1's restricted attention: path O(n/r)).
+  if window is not None and int(far) >= window:
     v.say(f"The {label} attends within a window of {v.number(f'{base}.attention_window', 'd')} "
           f"positions: a source {far} back "
           f"lies outside every head's window, so no head can find it in one hop (Table 1's "

@@ -30,7 +30,7 @@ from seqresearch import workdir as workdir_lib
 from seqresearch.study import markdown, plots, runner, stats, variants
 from seqresearch.study.state_size import state_floats
 
-from experiments.capacity_verdict import SOLVED, verdict  # noqa: F401 (verdict: the experiment's)
+from experiments import capacity_verdict
 
 TITLE = "Capacity: recall accuracy versus the number of pairs and the state size"
 CLAIM = ("The essay's O(1) path length explains why attention reaches far, not how much it can "
@@ -42,6 +42,8 @@ CLAIM = ("The essay's O(1) path length explains why attention reaches far, not h
          "accuracy against the string length L explained by the distance, by the state size, "
          "or by both?")
 SWEEPS = ("capacity", "capacity_copy")
+SOLVED = capacity_verdict.SOLVED  # accuracy from which a cell counts as learnt
+verdict = capacity_verdict.verdict  # the experiment's verdict
 SIZE_MARKERS = ("o", "s", "^", "D", "v", "P")
 
 

@@ -1,9 +1,12 @@
 """The capacity experiment's verdict (experiments/capacity.py): the tests and their sentences.
 
-MQAR: at equal K, a larger state against a smaller one per model; attention across K;
-attention against the recurrent models at K; at matched state. Long copy: whether the length,
-the state size, both or neither explain a model's accuracy. Every test compares two 95%
-intervals (`stats.compare`); a number in a sentence is cited from the results (`verdicts`).
+MQAR: per recurrent model, its largest state against its smallest at equal K; attention
+across K; the best attention model against the best recurrent one at each K; the two at
+matched state. Long copy: whether the length, the state size, both or neither explain a
+model's accuracy. Comparisons are of two 95% intervals (`stats.compare`: apart, overlapping,
+or undecided); a cell counts as recalled from a mean of SOLVED and as above chance when its
+interval clears chance. Numbers from the results are cited (`verdicts`); counts of seeds and
+the thresholds themselves are printed as such.
 """
 
 from __future__ import annotations
@@ -135,12 +138,12 @@ def _long_copy_verdict(v: verdicts.Verdict, long_copy: dict[str, Any]) -> None:
       v.say(f"The {label(n)}'s accuracy falls with L although its key-value cache holds the "
             f"whole string: the length, not the state, limits it here (training, or "
             f"positions).")
-    else:  # restricted attention: a symbol L + 1 positions back leaves the window at L >= r
+    else:  # restricted attention: a symbol L + 1 positions back leaves the window at L + 1 >= r
       size = f"long_copy.variants.{n}.sizes.{last(n)}.attention_window"
       v.say(f"The {label(n)} attends within a window of {v.number(size, 'd')} positions per "
-            f"layer, so its cache does not hold the whole string: a symbol L + 1 positions back "
-            f"is outside one layer's window once L >= {v.number(size, 'd')} (reaching it takes "
-            f"a second hop).")
+            f"layer (the query itself included), so its cache does not hold the whole string: "
+            f"a symbol L + 1 positions back is outside one layer's window once L + 1 >= "
+            f"{v.number(size, 'd')} (reaching it takes a second hop).")
   recurrent = [n for n in names if variants.variant(n).is_recurrent]
   if recurrent and all(verdict_of[n] in ("undecided", "unlearnt") for n in recurrent):
     v.say("For the recurrent models whether distance or state size explains long-copy accuracy "

@@ -37,8 +37,8 @@ from seqresearch.models import linear_scan
 from seqresearch.study import markdown, plots, runner, stats, variants
 
 # The verdict, and the names of the layers it shares with the tables.
-from experiments.complexity_verdict import (  # noqa: F401 (verdict: the experiment's)
-    CELLS, LAYERS, LOG_DEPTH_GROWTH, NAMES, verdict)
+from experiments import complexity_verdict
+from experiments.complexity_verdict import CELLS, LAYERS, LOG_DEPTH_GROWTH, NAMES
 
 TITLE = "Complexity: FLOPs per layer versus n and d"
 CLAIM = ("Complexity per layer is O(n·d²) for a recurrent layer (the essay prints O(n·d³), a "
@@ -46,6 +46,7 @@ CLAIM = ("Complexity per layer is O(n·d²) for a recurrent layer (the essay pri
          "operations O(n) vs O(1); maximum path length O(n) vs O(1) (Vaswani et al. 2017, "
          "Table 1).")
 SWEEPS = ()
+verdict = complexity_verdict.verdict  # the experiment's verdict
 VOCAB = 16  # vocabulary of the model rows (its read-out is counted)
 
 

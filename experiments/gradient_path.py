@@ -141,8 +141,8 @@ def verdict(results: dict[str, Any]) -> verdicts.Verdict:
     unreached = [n for n in names if _unreached(found[n][stage])]
     if unreached:
       v.say(f"{when}, no gradient at all reaches the source through " +
-            ", ".join(f"the {label(n)}" for n in unreached) + f" (exactly 0 in every seed): "
-            f"it lies beyond their reach, as their receptive field predicts.")
+            ", ".join(f"the {label(n)}" for n in unreached) + " (exactly 0 in every seed): "
+            "it lies beyond their reach, as their receptive field predicts.")
     _compare_stage(v, found, names, stage, when, distance)
   return v
 

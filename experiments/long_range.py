@@ -22,7 +22,7 @@ from seqresearch import build
 from seqresearch import workdir as workdir_lib
 from seqresearch.study import markdown, plots, runner, state_size, stats, variants
 
-from experiments.long_range_verdict import SOLVED, verdict  # noqa: F401 (verdict: the experiment's)
+from experiments import long_range_verdict
 
 TITLE = "Long-range dependencies: accuracy versus distance"
 CLAIM = ("A recurrent layer's path between two positions grows as O(n), self-attention's is "
@@ -32,6 +32,8 @@ CLAIM = ("A recurrent layer's path between two positions grows as O(n), self-att
          "1, chrono init; Tallec & Ollivier 2018) and LSTMs beating Transformers on agreement "
          "with attractors (Tran et al. 2018).")
 SWEEPS = ("long_range_copy", "long_range_agreement")
+SOLVED = long_range_verdict.SOLVED  # accuracy from which a cell counts as learnt
+verdict = long_range_verdict.verdict  # the experiment's verdict
 
 
 def _per_seed(summary: dict[str, Any]) -> list[dict[str, Any]]:

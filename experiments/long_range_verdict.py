@@ -1,11 +1,12 @@
 """The long-range experiment's verdict (experiments/long_range.py): its tests and sentences.
 
 Copy: the best attention model against the best recurrent one at the longest distance; a
-restricted-attention model against its reach (window × layers); a variant's initialisation
-(e.g. the chrono LSTM) against its model; the loss against the memoryless baseline. Agreement:
-seeds that learn, attention against the recurrent models with attractors and at the longest
-distances (no long-range verdict below LONG_RANGE). Every test compares two 95% intervals
-(`stats.compare`); a number in a sentence is cited from the results (`verdicts`).
+restricted-attention model against its reach (layers × (window − 1), a fixed bound, not a
+test); a variant's initialisation (e.g. the chrono LSTM) against its model; the loss against
+the memoryless baseline (threshold MEMORYLESS). Agreement: seeds that learn (accuracy >=
+SOLVED), attention against the recurrent models with attractors and at the longest distances
+(no long-range verdict below LONG_RANGE). Comparisons are of two 95% intervals
+(`stats.compare`); numbers from the results are cited (`verdicts`).
 """
 
 from __future__ import annotations
@@ -39,11 +40,12 @@ def verdict(results: dict[str, Any]) -> verdicts.Verdict:
 
 
 def _reach(described: dict[str, Any] | None) -> int | None:
-  """How far back a restricted attention model sees: its window times its layers (None for a
-  model without a window, or when its run was not described)."""
+  """How far back a restricted attention model sees: a window of r positions (the query itself
+  included, `attention.causal_mask`) reaches r - 1 back per layer, so layers × (r - 1) in all
+  (None for a model without a window, or when its run was not described)."""
   if not described or not described["sizes"].get("window"):
     return None
-  return described["sizes"]["window"] * described["num_layers"]
+  return (described["sizes"]["window"] - 1) * described["num_layers"]
 
 
 def _copy_verdict(v: verdicts.Verdict, copy: dict[str, Any],
@@ -93,8 +95,8 @@ def _copy_verdict(v: verdicts.Verdict, copy: dict[str, Any],
     if reach is not None and reach < int(far):  # Table 1's restricted attention: path O(n/r)
       v.say(f"The {label(n)} attends within a window of "
             f"{v.number(f'models.{n}.copy.sizes.window', 'd')} positions in each of its "
-            f"{v.number(f'models.{n}.copy.num_layers', 'd')} layers, so it reaches about "
-            f"{reach} positions back, short of distance {far}: that its accuracy there is "
+            f"{v.number(f'models.{n}.copy.num_layers', 'd')} layers (the query itself "
+            f"included), so it reaches at most {reach} positions back, short of distance {far}: that its accuracy there is "
             f"{v.number(acc(n, far) + '.mean')} is what Table 1's O(n/r) path length of "
             f"restricted attention predicts, not a failure of attention's O(1) path.")
     elif stats.compare(found[n][far]["accuracy"], found[n][near]["accuracy"]) == "lower":

@@ -606,8 +606,8 @@ def test_long_copy_accuracy_against_length_per_state_size_and_what_explains_it(
   cited_numbers_equal_results(falls, results)
   falls = falls.text
   assert "The Transformer's accuracy falls with L although its key-value cache holds" in falls
-  assert ("The Local attention attends within a window of 3 positions per layer, so "
-          "its cache does not hold the whole string") in falls
+  assert ("The Local attention attends within a window of 3 positions per layer (the query "
+          "itself included), so its cache does not hold the whole string") in falls
   assert "Local attention's accuracy falls with L although" not in falls
   # A model whose runs lack a length cell is undecided, said as a sentence.
   del long_copy["variants"]["lru"]["sizes"][-1]["by_length"]["6"]

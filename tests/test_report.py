@@ -137,7 +137,8 @@ def test_restricted_attention_beyond_its_reach_is_table_1s_prediction_not_a_cont
           {"window": window} if window else {}),
       "state_floats": 1, "seq_len": 110, "learning_rate": 1e-3, "steps": 300, "batch_size": 32}
   module = experiments.modules(("long_range",))["long_range"]
-  for window, contradiction in ((16, False), (64, True), (None, True)):
+  # A window of r reaches r - 1 back per layer: 2 x 49 = 98 < 100, 2 x 50 = 100.
+  for window, contradiction in ((16, False), (50, False), (51, True), (64, True), (None, True)):
     results = {
         "copy": {"chance": 0.125, "distances": [20, 100], "failed_runs": [], "variants": {
             "transformer": {"20": point(1.0), "100": point(1.0)},
@@ -150,7 +151,7 @@ def test_restricted_attention_beyond_its_reach_is_table_1s_prediction_not_a_cont
     verdict = module.verdict(results)
     _check_cited(verdict, results)
     falls = any("Local attention's own accuracy falls" in c for c in verdict.contradictions)
-    assert falls == contradiction, window  # 2 layers x 16 = 32 < 100 is out of its reach
+    assert falls == contradiction, window  # 2 layers x 15 = 30 < 100 is out of its reach
     assert ("Table 1's O(n/r) path length of restricted attention predicts" in verdict.text) \
         == (not contradiction)
 
@@ -288,6 +289,12 @@ def test_attention_verdict_needs_every_seed_above_the_stated_threshold():
   assert "In every seed a head finds the source" in module.verdict(strong).text
   # Restricted attention beyond its window cannot reach the source: Table 1's O(n/r). The
   # window is the run's own (5 here), not the model's default (16): a source 9 back is beyond it.
+  # A window of 9 (the query included) reaches 8 back: 9 is beyond it too.
+  at_edge = dict(weak, copy={"local_attention": entry([0.0, 0.0, 0.0]) | {
+      "distances": [9], "uniform": {"9": 0.0}, "attention_window": 9,
+      "best_by_seed": {"9": stats.seed_summary([0.0] * 3)}, "seeds_finding": {"9": 0}}})
+  assert "attends within a window of 9 positions: a source 9 back" in \
+      module.verdict(at_edge).text
   assert models.model_settings("local_attention").attention_window != 5
   local = dict(weak, copy={"local_attention": entry([0.0, 0.0, 0.0]) | {
       "distances": [9], "uniform": {"9": 0.0}, "attention_window": 5,
