@@ -113,7 +113,8 @@ def direction(found: dict[str, dict[str, Any]], roles: dict[str, tuple[str, ...]
     {'outcome', 'pairs': [{'selective', 'lti', 'comparison', 'side'}], 'missing': models
     of either side without a finished run, 'unlearnt': selective models not above chance,
     'few_seeds': models of either side with fewer than two finite seeds (status
-    'undecided'), 'lti_solved': LTI models that solve the task}.
+    'undecided'), 'lti_solved': LTI models that solve the task, 'by_selective': {selective
+    model: the outcome of the same test for it alone against every LTI model}}.
   """
   missing = [n for n in (*roles["selective"], *roles["lti"]) if n not in found]
   pairs = []
@@ -137,8 +138,23 @@ def direction(found: dict[str, dict[str, Any]], roles: dict[str, tuple[str, ...]
     outcome = "reproduced"
   else:
     outcome = "undecided"
+  # The same test for one selective model at a time (against every LTI model): which of them
+  # the overall outcome rests on (Mamba's Table 1 is about S6; other selective layers are
+  # other papers' claims).
+  lti_unsure = [n for n in roles["lti"] if n in missing or n in few_seeds]
+  by_selective = {}
+  for s in roles["selective"]:
+    own = [p["side"] for p in pairs if p["selective"] == s]
+    if "against" in own:
+      by_selective[s] = "not reproduced"
+    elif (s not in missing and own and all(side == "for" for side in own) and s not in unlearnt
+          and s not in few_seeds and not lti_unsure):
+      by_selective[s] = "reproduced"
+    else:
+      by_selective[s] = "undecided"
   return {"outcome": outcome, "pairs": pairs, "missing": missing, "unlearnt": unlearnt,
-          "few_seeds": few_seeds, "lti_solved": status(roles["lti"], "solved")}
+          "few_seeds": few_seeds, "lti_solved": status(roles["lti"], "solved"),
+          "by_selective": by_selective}
 
 
 def _model_fields(model: Any) -> dict[str, Any]:
@@ -317,17 +333,30 @@ def _selective_copy_verdict(v: verdicts.Verdict, results: dict[str, Any]) -> Non
           ". Longer contexts (Table 1 used L = 4096) make the LTI models' "
           "task harder; at this size a short context may let them solve it.")
   else:
-    why = []
-    if d["missing"]:
-      why.append("no finished run of " + ", ".join(label(n) for n in d["missing"]))
-    if d["unlearnt"]:
-      why.append("not above chance: " + ", ".join(label(n) for n in d["unlearnt"]))
-    if d.get("few_seeds"):
-      why.append("fewer than two finite seeds: " + ", ".join(label(n) for n in d["few_seeds"]))
-    if any(p["side"] == "open" for p in d["pairs"]):
-      why.append("intervals not apart: " + sides("open"))
-    v.say(f"Whether the direction of Mamba's Table 1 holds is undecided at this scale ({test}; "
-          + "; ".join(why) + "). More steps and seeds (the standard scale) would decide.")
+    _undecided_direction(v, d, test, sides, label)
+  by = d.get("by_selective", {})
+  if d["outcome"] != "reproduced" and len(by) > 1:
+    groups = {o: [label(n) for n in by if by[n] == o]
+              for o in ("reproduced", "not reproduced", "undecided")}
+    v.say("Model by model (the same test for one selective model at a time, against every LTI "
+          "model): " + "; ".join(f"{o} for {', '.join(names)}" for o, names in groups.items()
+                                 if names) + ".")
+
+
+def _undecided_direction(v: verdicts.Verdict, d: dict[str, Any], test: str, sides,
+                         label) -> None:
+  """The undecided outcome's sentence: why the test cannot decide."""
+  why = []
+  if d["missing"]:
+    why.append("no finished run of " + ", ".join(label(n) for n in d["missing"]))
+  if d["unlearnt"]:
+    why.append("not above chance: " + ", ".join(label(n) for n in d["unlearnt"]))
+  if d.get("few_seeds"):
+    why.append("fewer than two finite seeds: " + ", ".join(label(n) for n in d["few_seeds"]))
+  if any(p["side"] == "open" for p in d["pairs"]):
+    why.append("intervals not apart: " + sides("open"))
+  v.say(f"Whether the direction of Mamba's Table 1 holds is undecided at this scale ({test}; "
+        + "; ".join(why) + "). More steps and seeds, or a longer context, would decide.")
 
 
 def _spectrum_verdict(v: verdicts.Verdict, results: dict[str, Any]) -> None:

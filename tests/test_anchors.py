@@ -283,6 +283,37 @@ def test_section_on_constructed_runs_names_the_papers_numbers_and_its_verdict(
   assert "solved by the LTI model(s) LRU" in against.text
 
 
+def test_a_failed_direction_is_broken_down_one_selective_model_at_a_time(
+    tmp_path, cited_numbers_equal_results):
+  # The standard run's pattern: S6 solves it and lies above both LTI models, minGRU and
+  # minLSTM lie below the CNN. The overall test fails on them; the breakdown says that S6,
+  # the layer of Mamba's Table 1, holds its direction.
+  study = runner.Study("quick", str(tmp_path), config=study_config,
+                       experiments={"anchors": anchors})
+  _fake_runs(study, {"s6": 0.95, "mingru": 0.5, "minlstm": 0.54, "lru": 0.43, "conv": 0.62,
+                     "transformer": 0.97, "lstm": 0.94})
+  results = stats.json_ready(anchors.run(study))
+  d = results["direction"]
+  assert d["outcome"] == "not reproduced"
+  assert d["by_selective"] == {"s6": "reproduced", "mingru": "not reproduced",
+                               "minlstm": "not reproduced"}
+  verdict = anchors.verdict(results)
+  cited_numbers_equal_results(verdict, results, {"0.9"})
+  assert ("Model by model (the same test for one selective model at a time, against every LTI "
+          "model): reproduced for Mamba (S6); not reproduced for minGRU, minLSTM.") in verdict.text
+  # An undecided one is said as such; a reproduced overall outcome needs no breakdown.
+  mixed = anchors.direction(
+      {**results["models"], "minlstm": {"accuracy": stats.seed_summary([0.6, 0.62, 0.64],
+                                                                       examples=512),
+                                        "status": "above chance"}},
+      study_config.anchor_models("quick"))
+  assert mixed["by_selective"]["minlstm"] == "undecided"  # overlaps the CNN's 0.62
+  solved = dict(results, direction=anchors.direction(
+      {n: m for n, m in results["models"].items() if n not in ("mingru", "minlstm")},
+      {**study_config.anchor_models("quick"), "selective": ("s6",)}))
+  assert "Model by model" not in anchors.verdict(solved).text
+
+
 def test_section_names_the_solved_threshold_and_one_seed_models_apart(tmp_path, monkeypatch,
                                                                       cited_numbers_equal_results):
   study = runner.Study("quick", str(tmp_path), config=study_config,
