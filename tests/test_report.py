@@ -333,6 +333,29 @@ def test_parallelism_verdict_separates_more_work_from_worse_use_of_the_hardware(
   assert "lower FLOP rate" in module.verdict(results).text
 
 
+def test_sequential_depth_contradicts_table_1_only_for_the_essays_rows():
+  # The standard run: the LRU in its sequential form has n steps, but a fixed depth besides
+  # the scan fits its total depth as n^0.70 over the measured n. Table 1 has no linear
+  # recurrence: that is no contradiction. An Elman RNN whose depth grew so would be one.
+  module = experiments.modules(("parallelism",))["parallelism"]
+  lru = _timing_rows([1.0, 4.0], [1.0, 1.0], [16, 64])
+  lru["exponents"]["dataflow_depth"] = 0.70
+  models = {"rnn": {"16": _timing_rows([1.0, 4.0], [1.0, 1.0], [16, 64])}, "lru": {"16": lru},
+            "transformer": {"16": _timing_rows([2.0, 30.0], [5.0, 3.0], [1, 1])}}
+  results = {"backend": "cpu", "device": "cpu", "cpu_count": 2, "lengths": [16, 64],
+             "widths": [16], "batch_size": 4, "repetitions": 3,
+             "load_average_before": [1.0, 1.0, 1.0], "load_average_after": [1.5, 1.0, 1.0],
+             "models": models, "comparisons": module.compare(models, [16, 64], [16])}
+  verdict = module.verdict(results)
+  _check_cited(verdict, results)
+  assert not any("sequential operations" in c for c in verdict.contradictions)
+  assert "The linear recurrences, the LRU, are not in Table 1" in verdict.text
+  assert "That is Table 1's O(n) against O(1) sequential operations." in verdict.text
+  models["rnn"]["16"]["exponents"]["dataflow_depth"] = 0.70
+  against = module.verdict(results)
+  assert any("the depth of the Elman RNN grows otherwise" in c for c in against.contradictions)
+
+
 @pytest.mark.slow  # counts FLOPs of every model at several sizes (20 CPU-s)
 def test_complexity_counts_match_table_1_on_small_sizes(tmp_path):
   complexity = experiments.modules(("complexity",))["complexity"]
