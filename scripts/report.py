@@ -7,7 +7,9 @@ only: a banner and no verdicts), quick (each effect's direction, on a 2-core CPU
 (what the conclusions rest on without an accelerator: 5 seeds, tuned learning rates, about 3 h
 on a 2-core CPU, in resumable pieces: --experiments=learning_rate first), full (an
 accelerator). The logic lives in `seqresearch.study`; the experiments in experiments/.
-A user error (unknown scale or experiment, a bad path) is one line and exit status 2.
+--restate writes REPORT.md again from each section's saved results.json, with the verdicts
+derived anew by the current code (nothing trained, analysed or timed). A user error (unknown
+scale or experiment, a bad path, --restate without saved results) is one line and exit status 2.
 """
 
 import os
@@ -35,6 +37,9 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Study directory (default runs/s
 _EXPERIMENTS = flags.DEFINE_list("experiments", list(experiments.NAMES),
                                  f"Subset of {', '.join(experiments.NAMES)}.")
 _PARALLEL = flags.DEFINE_integer("parallel", 2, "Training processes at a time (>= 1).")
+_RESTATE = flags.DEFINE_bool(
+    "restate", False, "Write REPORT.md from each section's saved results.json, its verdict "
+    "derived anew by the current code: nothing trained, analysed or timed.")
 
 
 def main(argv: list[str]) -> int:
@@ -54,6 +59,12 @@ def main(argv: list[str]) -> int:
   except ValueError as e:
     return cli.usage_error(str(e))
   omitted = [name for name in experiments.NAMES if name not in modules]
+  if _RESTATE.value:
+    try:
+      print(f"Wrote {report.restate_report(study, omitted=omitted)}")
+    except ValueError as e:
+      return cli.usage_error(str(e))
+    return 0
   path, failed = report.write_report(study, omitted=omitted)
   print(f"Wrote {path}" + (f"; FAILED analyses: {', '.join(failed)}" if failed else ""))
   return 1 if failed else 0

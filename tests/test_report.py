@@ -459,6 +459,56 @@ def test_a_partial_report_names_the_sections_it_leaves_out(tmp_path):
   assert "A partial report" not in report.render(study, {"q": module}, results, 1.0, 2.0)
 
 
+def test_restate_derives_verdicts_anew_from_saved_results_without_rerunning_anything(tmp_path):
+  calls = []
+
+  def run(study):
+    calls.append("run")
+    return {"x": 0.5, "runs": []}
+
+  def verdict(sentence):
+    def make(results):
+      v = verdicts.Verdict(results)
+      v.say(f"{sentence} {v.number('x', '.2f')}.")
+      return v
+    return make
+
+  module = types.SimpleNamespace(TITLE="A question", CLAIM="A claim.", SWEEPS=(), run=run,
+                                 figures=lambda r, out: [], tables=lambda r: "a table",
+                                 verdict=verdict("Old rule:"))
+  study = runner.Study("quick", str(tmp_path), config=study_config, experiments={"q": module})
+  path, failed = report.write_report(study)
+  assert not failed and "Old rule: 0.50." in open(path).read() and calls == ["run"]
+  module.verdict = verdict("New rule:")  # a changed verdict, the numbers as saved
+  assert report.restate_report(study) == path
+  text = open(path).read()
+  assert "**Verdict.** New rule: 0.50." in text and "Old rule" not in text
+  assert "verdicts restated" in text and "nothing trained, analysed or timed" in text
+  assert calls == ["run"]  # the analysis did not run again
+  saved = json.loads((tmp_path / "q" / report.RESULTS_FILE).read_text())
+  assert saved["verdict"]["text"] == "New rule: 0.50." and saved["x"] == 0.5
+  # A section whose last analysis failed has stale results: refused, nothing written.
+  (tmp_path / "q" / "error.txt").write_text("Traceback ...")
+  with pytest.raises(ValueError, match="the last analysis failed"):
+    report.restate_report(study)
+  assert "New rule" in open(path).read()
+  (tmp_path / "q" / "error.txt").unlink()
+  (tmp_path / "q" / report.RESULTS_FILE).unlink()
+  with pytest.raises(ValueError, match="no saved results for .*q/results.json"):
+    report.restate_report(study)
+
+
+def test_restate_without_saved_results_is_one_line_and_exit_status_2(tmp_path):
+  result = subprocess.run([sys.executable, SCRIPT, "--scale=quick", f"--workdir={tmp_path}",
+                           "--experiments=complexity", "--restate"],
+                          capture_output=True, text=True)
+  assert result.returncode == 2, result.stderr[-2000:]
+  assert result.stderr.strip().splitlines() == [
+      f"error: --restate: no saved results for {tmp_path}/complexity/results.json; run the "
+      "report without --restate first."]
+  assert not (tmp_path / report.REPORT_FILE).exists()
+
+
 def test_figures_draw_each_variant_in_its_models_table_colour_with_seeds_and_integer_ticks():
   from matplotlib.colors import to_rgba
   fig, (ax,) = plots.figure()

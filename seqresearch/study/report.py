@@ -22,6 +22,7 @@ from typing import Any
 
 import jax
 
+from seqresearch import workdir as workdir_lib
 from seqresearch.study import stats
 from seqresearch.study import verdicts
 from seqresearch.study.runner import Study
@@ -121,17 +122,70 @@ def write_report(study: Study, names: Sequence[str] | None = None,
   return path, failed
 
 
+def restate_report(study: Study, omitted: Sequence[str] = ()) -> str:
+  """REPORT.md again from each experiment's saved results.json, its verdict derived anew by
+  the current code: nothing is trained, analysed or timed, and the figures are those saved.
+
+  For a change to a verdict's rule or wording, without rerunning an analysis (the timed
+  parallelism section would measure another machine state).
+
+  Returns:
+    the path of REPORT.md.
+
+  Raises:
+    ValueError: an experiment without a saved results.json, or one that is not valid JSON
+      (the file is named), before anything is written.
+  """
+  started = time.time()
+  modules = dict(study.experiments)
+  paths = {name: os.path.join(study.workdir, name, RESULTS_FILE) for name in modules}
+  missing = [p for p in paths.values() if not os.path.exists(p)]
+  if missing:
+    raise ValueError(f"--restate: no saved results for {', '.join(missing)}; run the report "
+                     "without --restate first.")
+  # A results.json older than a failed analysis is stale: never restated as current.
+  failed = [os.path.join(study.workdir, n, "error.txt") for n in modules
+            if os.path.exists(os.path.join(study.workdir, n, "error.txt"))]
+  if failed:
+    raise ValueError(f"--restate: the last analysis failed ({', '.join(failed)}), so its saved "
+                     "results are stale; run the report without --restate.")
+  saved_all = {name: workdir_lib.read_json(p) for name, p in paths.items()}
+  results = {}
+  for name, module in modules.items():
+    saved, path = saved_all[name], paths[name]
+    if not study.smoke:
+      saved["verdict"] = module.verdict(saved).to_json()
+      stats.write_results(path, saved)
+    results[name] = saved
+  text = render(study, modules, results, 0.0, time.time() - started, omitted, restated=True)
+  path = os.path.join(study.workdir, REPORT_FILE)
+  with open(path + ".tmp", "w") as f:
+    f.write(text)
+  os.replace(path + ".tmp", path)
+  return path
+
+
 def render(study: Study, modules: dict[str, Any], results: dict[str, dict[str, Any]],
-           train_seconds: float, total_seconds: float, omitted: Sequence[str] = ()) -> str:
+           train_seconds: float, total_seconds: float, omitted: Sequence[str] = (),
+           restated: bool = False) -> str:
   """REPORT.md from the experiments' results (no verdicts at a pipeline-check scale); the
-  experiments in `omitted` are named as not in this report."""
+  experiments in `omitted` are named as not in this report; `restated`: the verdicts were
+  derived anew from saved results (`restate_report`), which the header says."""
   out = [TITLE, ""]
   if study.smoke:
     out += [SMOKE_BANNER, ""]
+  now = f"{datetime.datetime.now():%Y-%m-%d %H:%M}"
+  if restated:
+    analysis = sum(r.get("analysis_seconds") or 0.0 for r in results.values())
+    timing = (f"Scale `{study.scale}`, verdicts restated {now} on {environment()} from the "
+              f"saved results of each section (`--restate`: nothing trained, analysed or "
+              f"timed again; the analyses as saved took {analysis:.0f} s).")
+  else:
+    timing = (f"Scale `{study.scale}`, generated {now} on {environment()}. Wall time "
+              f"{total_seconds:.0f} s (training {train_seconds:.0f} s; finished runs are "
+              "reused when the report is rerun).")
   out += [
-      f"Scale `{study.scale}`, generated {datetime.datetime.now():%Y-%m-%d %H:%M} on "
-      f"{environment()}. Wall time {total_seconds:.0f} s (training {train_seconds:.0f} s; "
-      "finished runs are reused when the report is rerun).",
+      timing,
       "",
       f"Reproduce: `python scripts/report.py --scale={study.scale} "
       f"--workdir={study.workdir}`. Every number below is read from the `results.json` "
