@@ -11,8 +11,10 @@ experiments) keeps the banner that names what it leaves out.
 
 The copy is made small: results JSON is written compactly with every float rounded to
 `SIGNIFICANT_DIGITS` significant digits (the metrics are float32, which holds about 7; every
-number the report prints has 4 or fewer), and figures are re-encoded as 64-colour palette
-PNGs (line plots keep their look at a third of the bytes).
+number the report prints has 4 or fewer) and without its "verdict" entry (REPORT.md holds
+that text and the results key of each of its numbers: a tenth of the JSON, repeated), and
+figures are re-encoded as `PNG_COLOURS`-colour palette PNGs (line plots keep their look at a
+third of the bytes).
 
 Refused (ValueError, one line) when the report is missing, is a pipeline check (smoke), lists
 failed analyses, would exceed `MAX_BYTES`, or when `out_dir` is empty, a file, the study
@@ -30,10 +32,11 @@ from seqresearch.study import report
 from seqresearch.study import tuning
 
 MAX_BYTES = 1_000_000  # the whole published report: Markdown, JSON and PNGs, as copied
-PNG_COLOURS = 64
+PNG_COLOURS = 32
 SIGNIFICANT_DIGITS = 7
 NOTE = ("> Published copy of a study report: its tables, figures and results JSON (floats to "
-        "7 significant digits) are here; the training runs it names (`runs/...`: configs, metrics, checkpoints) are not in git: "
+        "7 significant digits; each verdict is in this file, not repeated there) are here; the "
+        "training runs it names (`runs/...`: configs, metrics, checkpoints) are not in git: "
         "the Reproduce command below regenerates them.")
 
 
@@ -101,10 +104,13 @@ def _rounded(value):
 
 
 def _copy(source: str, dest: str) -> None:
-  """Copies one file: JSON compactly (same values), PNG as a palette image, others as is."""
+  """Copies one file: JSON compactly (same values, no verdict), PNG as a palette image, others
+  as is."""
   if source.endswith(".json"):
     with open(source) as f:
       data = json.load(f)
+    if isinstance(data, dict):
+      data.pop("verdict", None)  # REPORT.md's text, with the key of each number it cites
     with open(dest, "w") as f:
       json.dump(_rounded(data), f, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
   elif source.endswith(".png"):
