@@ -328,10 +328,12 @@ def _selective_copy_verdict(v: verdicts.Verdict, results: dict[str, Any]) -> Non
     v.say(f"The direction of Mamba's Table 1 is reproduced at this scale ({test}).")
   elif d["outcome"] == "not reproduced":
     v.say(f"The direction of Mamba's Table 1 is not reproduced at this scale ({test}): against "
-          f"it {sides('against')}" + ("; solved by the LTI model(s) " + ", ".join(
-              label(n) for n in d.get("lti_solved", [])) if d.get("lti_solved") else "") +
-          ". Longer contexts (Table 1 used L = 4096) make the LTI models' "
-          "task harder; at this size a short context may let them solve it.")
+          f"it {sides('against')}" + (f"; intervals not apart: {sides('open')}"
+                                      if any(p["side"] == "open" for p in d["pairs"]) else "") +
+          ("; solved by the LTI model(s) " + ", ".join(
+              label(n) for n in d["lti_solved"]) + ". Longer contexts (Table 1 used L = 4096) "
+           "make the LTI models' task harder; at this size a short context may let them solve "
+           "it" if d.get("lti_solved") else "") + ".")
   else:
     _undecided_direction(v, d, test, sides, label)
   by = d.get("by_selective", {})

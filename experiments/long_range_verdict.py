@@ -22,6 +22,12 @@ LONG_RANGE = 50
 MEMORYLESS = 0.98  # loss over the memoryless baseline from which a model remembers nothing
 
 
+# Overlapping intervals at the ceiling are no test of "as easy": not held against the essay.
+_TIE = ("Both at the ceiling, overlapping intervals cannot show that the two learn it equally "
+        "easily, so this is not listed against the essay; learning curves or a smaller "
+        "budget would decide.")
+
+
 def _best(found: dict[str, Any], key, recurrent: bool) -> str | None:
   """The variant of one side (recurrent, or else attention) with the highest mean of key."""
   side = (lambda v: v.is_recurrent) if recurrent else (lambda v: v.is_attention)
@@ -81,10 +87,10 @@ def _copy_verdict(v: verdicts.Verdict, copy: dict[str, Any],
                     f"{label(att)} on the copy task ({v.number(acc(rec, far) + '.mean')} vs "
                     f"{v.number(acc(att, far) + '.mean')}; 95% intervals apart).")
     elif how == "indistinguishable" and at[rec]["mean"] >= SOLVED:
-      v.contradicts(f"At distance {far} the {label(rec)} is as accurate as the {label(att)} "
-                    f"({v.number(acc(rec, far) + '.mean')} vs "
-                    f"{v.number(acc(att, far) + '.mean')}, 95% intervals overlap): the "
-                    f"dependency is not hard for it there, against the essay.")
+      v.say(f"At distance {far} the {label(rec)} is as accurate as the {label(att)} "
+            f"({v.number(acc(rec, far) + '.mean')} vs {v.number(acc(att, far) + '.mean')}, "
+            f"95% intervals overlap): the dependency did not make the task harder for it at "
+            f"this budget, as the essay's O(n) path would have it. " + _TIE)
     else:
       v.say(f"At distance {far} the {label(att)} and the {label(rec)} cannot be told apart "
             f"at this number of seeds (undecided at this scale: more seeds would decide).")
@@ -217,9 +223,9 @@ def _distance_verdict(v: verdicts.Verdict, agreement: dict[str, Any], names: lis
     v.contradicts(f"Against the essay, at agreement distances {far} the {label(rec)} beats the "
                   f"{label(att)} ({numbers}; 95% intervals apart).")
   elif how == "indistinguishable" and at[rec]["mean"] >= SOLVED:
-    v.contradicts(f"At agreement distances {far} the {label(rec)} is as accurate as the "
-                  f"{label(att)} ({numbers}; 95% intervals overlap): the long dependency is not "
-                  f"hard for it, against the essay.")
+    v.say(f"At agreement distances {far} the {label(rec)} is as accurate as the {label(att)} "
+          f"({numbers}; 95% intervals overlap): at this budget the long dependency did not "
+          f"make the task harder for it, as the essay's O(n) path would have it. " + _TIE)
   else:
     v.say(f"At distances {far} the {label(att)} and the {label(rec)} ({numbers}) cannot be "
           f"told apart and the recurrent model is below {SOLVED}: undecided at this scale "

@@ -166,7 +166,8 @@ def uncounted(rows: dict[str, Any], i: int) -> list[str]:
 
 def compare(by_width: dict[str, dict[str, Any]], lengths: list[int],
             widths: list[int]) -> dict[str, list[dict[str, Any] | None]]:
-  """Per width and length: the fastest attention model against the fastest recurrent one.
+  """Per width and length: the fastest attention model against the fastest recurrent one of
+  Table 1's rows (the nonlinear recurrences: the linear ones are not in the essay's table).
 
   Args:
     by_width: {model: {str(d): rows of `measure`}}.
@@ -182,7 +183,7 @@ def compare(by_width: dict[str, dict[str, Any]], lengths: list[int],
     the FLOP and rate ratios are then incomplete)}.
   """
   attention = [m for m in by_width if variants.variant(m).is_attention]
-  recurrent = [m for m in by_width if variants.variant(m).is_recurrent]
+  recurrent = [m for m in by_width if variants.variant(m).family == "recurrent"]
   out = {}
   for d in widths:
     cells: list[dict[str, Any] | None] = []
@@ -227,8 +228,14 @@ def run(study: runner.Study) -> dict[str, Any]:
     out["models"][name] = {str(d): measure(name, d, lengths, s.batch_size, s.repetitions,
                                            s.max_dataflow_length) for d in widths}
   out["load_average_after"] = list(os.getloadavg())
-  out["comparisons"] = compare(out["models"], lengths, widths)
-  return out
+  return derive(out)
+
+
+def derive(results: dict[str, Any]) -> dict[str, Any]:
+  """The comparisons, a function of the timed rows alone: recomputed when a report is
+  restated (`report.restate_report`), so a fix to the comparison needs no new timing."""
+  results["comparisons"] = compare(results["models"], results["lengths"], results["widths"])
+  return results
 
 
 def figures(results: dict[str, Any], out_dir: str) -> list[str]:
@@ -348,7 +355,8 @@ def verdict(results: dict[str, Any]) -> verdicts.Verdict:
   v.say(f"Timed on {results['backend']} ({results['device']}, {results['cpu_count']} CPU "
         f"cores) at load average {v.number('load_average_before.0', '.1f')} before and "
         f"{v.number('load_average_after.0', '.1f')} after. The test in each cell (n, d): the "
-        "fastest attention model against the fastest recurrent one, told apart only where "
+        "fastest attention model against the fastest recurrent one (Elman RNN, LSTM, GRU: "
+        "Table 1's rows), told apart only where "
         "the [min, max] ranges of their timed calls (and of the FLOP rates they give) do not "
         "overlap; time ratio = FLOP ratio / FLOP-rate ratio.")
   found: dict[str, list[str]] = {cause: [] for cause in CAUSES}
@@ -393,9 +401,9 @@ def verdict(results: dict[str, Any]) -> verdicts.Verdict:
     v.say("In no cell does attention reach a FLOP rate above the recurrence's range: on this "
           "backend the recurrence's sequential steps cost no measurable use of the hardware.")
   if found["more work"]:
-    v.say("Where attention is slower because it does more work (its FLOP rate not lower): " +
-          "; ".join(found["more work"]) + ". That is the n²·d term, not a failure to "
-          "parallelise.")
+    v.say("Where attention is slower because it does more work (its FLOP rate not "
+          "distinguishably lower): " + "; ".join(found["more work"]) + ". That is more "
+          "arithmetic per token (the FLOP ratios above), not a failure to parallelise.")
   if found["less work"]:
     v.say("Where attention is faster only by doing less work (its FLOP rate not higher): " +
           "; ".join(found["less work"]) + ".")
@@ -403,8 +411,12 @@ def verdict(results: dict[str, Any]) -> verdicts.Verdict:
     v.say("Level within the spread of the timed calls (undecided at this scale; more "
           "repetitions on an idle machine would decide): " + "; ".join(found["level"]) + ".")
   if found["worse hardware use"]:
-    v.contradicts(f"On this {results['backend']} backend attention's O(1) sequential depth "
-                  "did not turn into better use of the hardware: attention is slower at a "
-                  "lower FLOP rate than the recurrence at " +
-                  "; ".join(found["worse hardware use"]) + ".")
+    sentence = (f"On this {results['backend']} backend attention's O(1) sequential depth did "
+                "not turn into better use of the hardware: attention is slower at a lower FLOP "
+                "rate than the recurrence at " + "; ".join(found["worse hardware use"]) + ".")
+    if results["backend"] == "cpu":  # the essay's claim is about parallel hardware
+      v.say(sentence + " A CPU of a few cores cannot test the essay's claim about parallel "
+            "hardware, so this is not held against it; an accelerator would decide.")
+    else:
+      v.contradicts(sentence)
   return v

@@ -89,12 +89,18 @@ def test_verdict_separates_more_work_from_not_using_the_parallel_hardware(
   text = verdict.text
   assert "takes 2.50× the time of the LSTM for 10.00× the FLOPs at 4.00× the FLOP rate " \
          "(more work)" in text
-  assert "slower because it does more work (its FLOP rate not lower): n = 512, d = 32" in text
+  assert "slower because it does more work (its FLOP rate not distinguishably lower): " \
+         "n = 512, d = 32" in text
   assert "cannot use the parallel hardware" in text and "n = 32, d = 32" in text
   assert "Level within the spread" in text and "n = 128, d = 32" in text
-  assert len(verdict.contradictions) == 1
-  assert "n = 32, d = 128" in verdict.contradictions[0]
-  assert "lower FLOP rate" in verdict.contradictions[0]
+  # On a CPU a lower rate is said, not held against the essay (its claim is about parallel
+  # hardware); on an accelerator it is a contradiction.
+  assert not verdict.contradictions
+  assert "lower FLOP rate than the recurrence at n = 32, d = 128" in text
+  on_gpu = parallelism.verdict(dict(results, backend="gpu"))
+  assert len(on_gpu.contradictions) == 1
+  assert "n = 32, d = 128" in on_gpu.contradictions[0]
+  assert "lower FLOP rate" in on_gpu.contradictions[0]
 
 
 def test_a_slower_attention_that_does_more_work_is_not_a_contradiction(cited_numbers_equal_results):

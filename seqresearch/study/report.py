@@ -125,6 +125,8 @@ def write_report(study: Study, names: Sequence[str] | None = None,
 def restate_report(study: Study, omitted: Sequence[str] = ()) -> str:
   """REPORT.md again from each experiment's saved results.json, its verdict derived anew by
   the current code: nothing is trained, analysed or timed, and the figures are those saved.
+  An experiment may define `derive(results) -> results`, recomputing what is a function of
+  its saved measurements alone (e.g. parallelism's comparisons); it runs first.
 
   For a change to a verdict's rule or wording, without rerunning an analysis (the timed
   parallelism section would measure another machine state).
@@ -153,6 +155,8 @@ def restate_report(study: Study, omitted: Sequence[str] = ()) -> str:
   results = {}
   for name, module in modules.items():
     saved, path = saved_all[name], paths[name]
+    if hasattr(module, "derive"):  # quantities computed from the saved measurements alone
+      saved = stats.json_ready(module.derive(saved))
     if not study.smoke:
       saved["verdict"] = module.verdict(saved).to_json()
       stats.write_results(path, saved)
