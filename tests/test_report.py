@@ -319,14 +319,19 @@ def _timing_rows(train_ms: list, gflops: list, depth: list) -> dict:
                         "dataflow_depth": 1.0 if depth[1] > 1 else 0.0}}
 
 
+def _timed_results(module, models: dict) -> dict:
+  """Parallelism results of `models` (rows of `_timing_rows`) at n = 16, 64 and d = 16."""
+  return {"backend": "cpu", "device": "cpu", "cpu_count": 2, "lengths": [16, 64],
+          "widths": [16], "batch_size": 4, "repetitions": 3,
+          "load_average_before": [1.0, 1.0, 1.0], "load_average_after": [1.5, 1.0, 1.0],
+          "models": models, "comparisons": module.compare(models, [16, 64], [16])}
+
+
 def test_parallelism_verdict_separates_more_work_from_worse_use_of_the_hardware():
   module = experiments.modules(("parallelism",))["parallelism"]
   models = {"rnn": {"16": _timing_rows([1.0, 4.0], [1.0, 1.0], [16, 64])},
             "transformer": {"16": _timing_rows([2.0, 30.0], [5.0, 3.0], [1, 1])}}
-  results = {"backend": "cpu", "device": "cpu", "cpu_count": 2, "lengths": [16, 64],
-             "widths": [16], "batch_size": 4, "repetitions": 3,
-             "load_average_before": [1.0, 1.0, 1.0], "load_average_after": [1.5, 1.0, 1.0],
-             "models": models, "comparisons": module.compare(models, [16, 64], [16])}
+  results = _timed_results(module, models)
   verdict = module.verdict(results)
   _check_cited(verdict, results)
   assert "slower because it does more work" in verdict.text  # 3 GFLOP/s against 1
@@ -351,10 +356,7 @@ def test_sequential_depth_contradicts_table_1_only_for_the_essays_rows():
   lru["exponents"]["dataflow_depth"] = 0.70
   models = {"rnn": {"16": _timing_rows([1.0, 4.0], [1.0, 1.0], [16, 64])}, "lru": {"16": lru},
             "transformer": {"16": _timing_rows([2.0, 30.0], [5.0, 3.0], [1, 1])}}
-  results = {"backend": "cpu", "device": "cpu", "cpu_count": 2, "lengths": [16, 64],
-             "widths": [16], "batch_size": 4, "repetitions": 3,
-             "load_average_before": [1.0, 1.0, 1.0], "load_average_after": [1.5, 1.0, 1.0],
-             "models": models, "comparisons": module.compare(models, [16, 64], [16])}
+  results = _timed_results(module, models)
   verdict = module.verdict(results)
   _check_cited(verdict, results)
   assert not any("sequential operations" in c for c in verdict.contradictions)
