@@ -327,10 +327,11 @@ def _matched_verdict(v: verdicts.Verdict, results: dict[str, Any], names: list[s
   elif how == "undecided":
     v.say(f"At matched state ({matched}) the test cannot decide (fewer than two finite seeds): "
           f"undecided at this scale.")
-  elif _acc(results, *rec, far)["mean"] >= SOLVED or how == "lower":
+  elif _acc(results, *rec, far)["mean"] >= SOLVED or (
+      how == "lower" and _above(_acc(results, *att, far), results["chance"][str(far)])):
     v.say(f"At matched state ({matched}; 95% intervals not apart in attention's favour) the "
           f"recurrent model recalls as well: the gap follows the state size, as Arora et al. "
           f"(2023) found.")
-  else:
-    v.say(f"At matched state ({matched}) neither recalls the pairs (below {SOLVED}, 95% "
-          f"intervals overlapping): undecided at this scale.")
+  else:  # a recurrence above an attention point that learnt nothing shows nothing
+    v.say(f"At matched state ({matched}) neither recalls the pairs (below {SOLVED}, or the "
+          f"attention point not above chance): undecided at this scale.")

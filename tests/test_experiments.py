@@ -522,6 +522,18 @@ def test_capacity_analysis_reads_every_run_and_the_verdict_follows_the_state(
   cited_numbers_equal_results(matched, results)
   assert ("the Transformer with a cache of 384 floats scores 1.00, the LRU with a state of 400 "
           "floats 0.30; 95% intervals apart) attention still wins") in matched.text
+  # A recurrence above an attention point that is itself at or below chance shows nothing
+  # (the quick run said "recalls as well" of S6 0.28 against a Transformer at 0.14, chance 0.25).
+  chance = results["chance"]["4"]
+  transformer[0]["by_pairs"]["4"]["accuracy"] = stats.seed_summary(
+      [chance - 0.12, chance - 0.11, chance - 0.10], examples=32)
+  lru["by_pairs"]["4"]["accuracy"] = stats.seed_summary(
+      [chance + 0.02, chance + 0.03, chance + 0.04], examples=32)
+  unlearnt = capacity.verdict(results)
+  cited_numbers_equal_results(unlearnt, results)
+  assert "recalls as well" not in unlearnt.text
+  assert "neither recalls the pairs" in unlearnt.text and "attention point not above chance" \
+      in unlearnt.text
   paths = capacity.figures(results, str(tmp_path / "figures"))
   assert len(paths) == 2 and all(os.path.getsize(p) > 1000 for p in paths)
   assert "| Elman RNN | 16 | hidden_size=16 |" in capacity.tables(results)
