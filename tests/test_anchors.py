@@ -245,12 +245,18 @@ def _fake_runs(study: runner.Study, accuracy: dict[str, float]) -> None:
       json.dump({"eval_by_seed": by_seed, "num_params": 1000}, f)
 
 
-def test_section_on_constructed_runs_names_the_papers_numbers_and_its_verdict(
-    tmp_path, cited_numbers_equal_results):
+def _study_with_runs(tmp_path, accuracy: dict[str, float]) -> runner.Study:
+  """A quick-scale anchors study whose runs are constructed by `_fake_runs`."""
   study = runner.Study("quick", str(tmp_path), config=study_config,
                        experiments={"anchors": anchors})
-  _fake_runs(study, {"s6": 0.97, "mingru": 0.95, "minlstm": 0.9, "lru": 0.3, "conv": 0.2,
-                     "transformer": 0.99, "lstm": 0.5})
+  _fake_runs(study, accuracy)
+  return study
+
+
+def test_section_on_constructed_runs_names_the_papers_numbers_and_its_verdict(
+    tmp_path, cited_numbers_equal_results):
+  study = _study_with_runs(tmp_path, {"s6": 0.97, "mingru": 0.95, "minlstm": 0.9, "lru": 0.3,
+                                     "conv": 0.2, "transformer": 0.99, "lstm": 0.5})
   results = stats.json_ready(anchors.run(study))
   assert not results["failed_runs"] and len(results["runs"]) == 7
   assert results["chance"] == 1 / 8 and results["setting"]["steps"] == 400
@@ -288,10 +294,8 @@ def test_a_failed_direction_is_broken_down_one_selective_model_at_a_time(
   # The standard run's pattern: S6 solves it and lies above both LTI models, minGRU and
   # minLSTM lie below the CNN. The overall test fails on them; the breakdown says that S6,
   # the layer of Mamba's Table 1, holds its direction.
-  study = runner.Study("quick", str(tmp_path), config=study_config,
-                       experiments={"anchors": anchors})
-  _fake_runs(study, {"s6": 0.95, "mingru": 0.5, "minlstm": 0.54, "lru": 0.43, "conv": 0.62,
-                     "transformer": 0.97, "lstm": 0.94})
+  study = _study_with_runs(tmp_path, {"s6": 0.95, "mingru": 0.5, "minlstm": 0.54, "lru": 0.43,
+                                     "conv": 0.62, "transformer": 0.97, "lstm": 0.94})
   results = stats.json_ready(anchors.run(study))
   d = results["direction"]
   assert d["outcome"] == "not reproduced"
@@ -316,10 +320,8 @@ def test_a_failed_direction_is_broken_down_one_selective_model_at_a_time(
 
 def test_section_names_the_solved_threshold_and_one_seed_models_apart(tmp_path, monkeypatch,
                                                                       cited_numbers_equal_results):
-  study = runner.Study("quick", str(tmp_path), config=study_config,
-                       experiments={"anchors": anchors})
-  _fake_runs(study, {"s6": 0.97, "mingru": 0.95, "minlstm": 0.9, "lru": 0.3, "conv": 0.2,
-                     "transformer": 0.99, "lstm": 0.5})
+  study = _study_with_runs(tmp_path, {"s6": 0.97, "mingru": 0.95, "minlstm": 0.9, "lru": 0.3,
+                                     "conv": 0.2, "transformer": 0.99, "lstm": 0.5})
   monkeypatch.setattr(anchors, "SOLVED", 0.8)
   results = stats.json_ready(anchors.run(study))
   assert "| seeds >= 0.8 |" in anchors.tables(results)  # the old header said 0.9 always
