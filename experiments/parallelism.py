@@ -352,11 +352,13 @@ def verdict(results: dict[str, Any]) -> verdicts.Verdict:
   v = verdicts.Verdict(results)
   label = lambda name: variants.variant(name).label  # noqa: E731
   _depth_sentences(v, results)
+  rows = [label(n) for n in variants.ordered(results["models"])
+          if variants.variant(n).family == "recurrent"]  # Table 1's recurrences timed here
   v.say(f"Timed on {results['backend']} ({results['device']}, {results['cpu_count']} CPU "
         f"cores) at load average {v.number('load_average_before.0', '.1f')} before and "
         f"{v.number('load_average_after.0', '.1f')} after. The test in each cell (n, d): the "
-        "fastest attention model against the fastest recurrent one (Elman RNN, LSTM, GRU: "
-        "Table 1's rows), told apart only where "
+        "fastest attention model against the fastest recurrent one of Table 1's rows timed "
+        f"here ({', '.join(rows)}), told apart only where "
         "the [min, max] ranges of their timed calls (and of the FLOP rates they give) do not "
         "overlap; time ratio = FLOP ratio / FLOP-rate ratio.")
   found: dict[str, list[str]] = {cause: [] for cause in CAUSES}

@@ -113,6 +113,9 @@ def test_a_slower_attention_that_does_more_work_is_not_a_contradiction(cited_num
   cited_numbers_equal_results(verdict, results)
   assert not verdict.contradictions
   assert "does more work" in verdict.text
+  # It names the recurrences it timed (here the LSTM alone), not every row of Table 1.
+  assert "the fastest recurrent one of Table 1's rows timed here (LSTM)" in verdict.text
+  assert "Elman RNN" not in verdict.text
 
 
 def test_without_a_higher_attention_rate_the_verdict_says_the_recurrence_is_not_held_back(
