@@ -23,15 +23,18 @@ rate (seqresearch.study.tuning: lowest mean final loss over seeds) into
 (learning_rates=PATH) and trains each variant at its rate (a variant not in the pilot: its
 model's). Smoke and quick train each model at its table rate.
 
-Which models: every model of `seqresearch.models.MODELS` ('all'), or at the smoke scale the
-first model of each family ('one_per_family'), plus the explicit variants of a table model
-named per experiment (`seqresearch.study.variants.EXTRA`: lstm_chrono, transformer_learned,
-...). A model added to the table takes part with nothing edited here: its sizes are those of
-its family below, or of "other" for a family not listed (at the smoke scale: its table `tiny`).
+Which models: every model of `seqresearch.models.MODELS` ('all': standard, full), the first
+model of each family ('one_per_family': smoke), or a named tuple of table models (quick, sized
+to its 20 minutes), plus the explicit variants of a table model named per experiment
+(`seqresearch.study.variants.EXTRA`: lstm_chrono, transformer_learned, ...). A model added to
+the table takes part at 'all' scales with nothing edited here: its sizes are those of its
+family below, or of "other" for a family not listed (at the smoke scale: its table `tiny`).
 
 Scales:
   smoke     tiny models and tens of steps: checks the pipeline only (a banner, no verdicts).
-  quick     the whole report in about 20 minutes on a 2-core CPU; shows each effect's direction.
+  quick     the whole report in under 20 minutes on a 2-core CPU (43 runs; 19 min 6 s idle,
+            2026-11-30), with five models of the table (every family); shows each effect's
+            direction.
   standard  what the conclusions rest on without an accelerator: 5 seeds, tuned learning rates,
             agreement to distance 100; about 3 hours on a 2-core CPU, in resumable pieces
             (see its comment below).
@@ -66,7 +69,7 @@ POSITION_TASKS = ("copy", "induction")
 SCALES = {
     "smoke": {
         "pipeline_check_only": True,  # REPORT.md: a banner and no verdicts
-        "models": "one_per_family",  # of the table: 'all' or 'one_per_family'
+        "models": "one_per_family",  # of the table: 'all', 'one_per_family' or a tuple of names
         "train": {
             # Seeds per run, vmapped in one program. Smoke runs are almost all compile time,
             # and one seed compiles 40% faster than three; their intervals are then null.
@@ -140,6 +143,7 @@ SCALES = {
             # `bin_width` lengths.
             "long_copy": {"lengths": (2, 6), "bin_width": 1, "task": {"num_symbols": 6}},
             # MQAR (configs/mqar.py): one run per model, state size and number of pairs K.
+            "models": "study",  # the scale's models, or a tuple of them
             "pairs": (2, 4),  # K, key-value pairs to hold
             "length": 12,  # task.length for every K (>= 3·max K): only K varies
             "task": {},  # further MQAR fields for every run (configs/mqar.py defaults otherwise)
@@ -185,17 +189,28 @@ SCALES = {
     },
     "quick": {
         "pipeline_check_only": False,
-        "models": "all",
+        # Sized to its 20 minutes (a run costs about 20 s of start-up and compilation before
+        # its first step): the essay's LSTM, one linear recurrence (minGRU: the cheapest that
+        # learns induction here), Table 1's convolution and both attentions, so every family
+        # and claim is smoked; the other table models take part at standard and full (S6 and
+        # the LRU in this scale's anchors block).
+        "models": ("lstm", "mingru", "conv", "transformer", "local_attention"),
         "train": {
             "num_seeds": 3,
             "batch_size": 32,
-            # >= 500 examples behind every reported cell: 5632 examples over agreement's 11
-            # distances (10 .. 20) is 512 per distance; copy runs have one distance each.
+            # Evaluation batches by task (an int: every task), >= 500 examples behind every
+            # reported cell: 5632 over agreement's 11 distances (10 .. 20) is 512 per distance,
+            # 1536 long-copy strings over 3 bins of 4 lengths 512 per bin; a copy or MQAR run
+            # has one distance or K (512).
             "eval_batch_size": 256,
-            "num_eval_batches": 22,
-            # MQAR (capacity): 40 runs; the largest took 53 s (LSTM) and 65 s (Transformer),
-            # two at a time on the 2 cores under a load of 8. Shows the direction only.
-            "recurrent_steps": {"copy": 600, "agreement": 1500, "mqar": 300, "long_copy": 300},
+            # (induction: the extrapolation runs' own evaluation at the end of training; the
+            # analysis evaluates each distance with extrapolation.num_eval_batches.)
+            "num_eval_batches": {"copy": 2, "agreement": 22, "mqar": 2, "long_copy": 6,
+                                 "induction": 2},
+            # Timed whole on the idle 2-core CPU (2026-11-30): 43 runs trained in 15 min 27 s
+            # (copy at distance 50: Transformer and local attention about 110 s each; MQAR and
+            # long copy 20-45 s), the analyses 3 min 38 s. Shows the direction only.
+            "recurrent_steps": {"copy": 600, "agreement": 1000, "mqar": 300, "long_copy": 300},
             "parallel_steps": {"copy": 400, "agreement": 300, "mqar": 200, "long_copy": 200},
             "warmup_steps": 30,
             "checkpoint_every_steps": 0,
@@ -208,8 +223,10 @@ SCALES = {
             },
         },
         "long_range": {
-            "copy_extra_variants": ("lstm_chrono",),
-            "copy_delays": (10, 30, 60),
+            "copy_extra_variants": (),  # chrono init: at standard and full
+            # Distances 20 and 50: within and beyond local attention's reach (2 layers of a
+            # 16-position window: 30), and the shortest distance a long-range verdict reads.
+            "copy_delays": (10, 40),
             "agreement_extra_variants": (),
             "agreement_distances": (10, 20),
             "agreement_max_nouns": 3,
@@ -257,6 +274,9 @@ SCALES = {
             # Measured under load: with 16 keys and values, at T = 16 and K = 4, the Transformer
             # (d_model 64) reaches 0.57 .. 0.74 in its 200 steps, the LSTM (hidden 64) stays at
             # chance 0.25; with 64 of each at T = 32 and K = 8 neither leaves chance.
+            # Models: 'study' (the scale's) or a tuple of them; here one per side of the claim
+            # (recurrent, linear recurrence, attention).
+            "models": ("lstm", "mingru", "transformer"),
             "pairs": (2, 4),
             "length": 16,
             "task": {"num_keys": 16, "num_values": 16},
@@ -277,12 +297,13 @@ SCALES = {
             # L = 4096, 16 symbols, D = 64, 400k steps). Measured per training step (3 seeds,
             # batch 32, CPU time under a load of 13): S6 (d 32, N 8) 191 ms, LRU 28 ms, CNN
             # 29 ms, Transformer 39 ms, the others too little to measure; compilation about
-            # 20-25 s of CPU per model: about 270 s of CPU for the seven runs. A one-seed pilot
-            # (chance 0.125): S6 0.38 at step 400 (0.47 at 800), LRU 0.21 (0.32 at 800):
-            # the direction shows, neither solves the task at this budget.
-            "selective": ("s6", "mingru", "minlstm"),
-            "lti": ("lru", "conv"),
-            "reference": ("transformer", "lstm"),
+            # 20-25 s of CPU per model. A one-seed pilot (chance 0.125): S6 0.38 at step 400
+            # (0.47 at 800), LRU 0.21 (0.32 at 800): the direction shows, neither solves the
+            # task at this budget. Quick trains S6, the LRU and the Transformer (standard: all
+            # seven; idle, the minGRU's and the CNN's runs took 29 s and 30 s here).
+            "selective": ("s6",),
+            "lti": ("lru",),
+            "reference": ("transformer",),
             "task": {"context_len": 32, "copy_length": 8, "num_symbols": 8},
             "steps": 400,
             "num_eval_batches": 2,  # 512 sequences (4096 scored symbols) per seed
@@ -406,6 +427,7 @@ SCALES = {
             # size, strings of every length L in `lengths` (uniform); accuracy by L in bins of
             # `bin_width` lengths.
             "long_copy": {"lengths": (5, 20), "bin_width": 4, "task": {"num_symbols": 8}},
+            "models": "study",
             "pairs": (2, 4),
             "length": 16,
             "task": {"num_keys": 16, "num_values": 16},
@@ -510,6 +532,7 @@ SCALES = {
             # size, strings of every length L in `lengths` (uniform); accuracy by L in bins of
             # `bin_width` lengths.
             "long_copy": {"lengths": (9, 128), "bin_width": 8, "task": {}},
+            "models": "study",
             "pairs": (4, 8, 16, 32),
             "length": 128,
             "task": {},
@@ -685,7 +708,13 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
   config.num_seeds = train["num_seeds"]
   config.batch_size = train["batch_size"]
   config.eval_batch_size = train["eval_batch_size"]
-  config.num_eval_batches = train["num_eval_batches"]
+  batches = train["num_eval_batches"]
+  if isinstance(batches, dict):
+    if task not in batches and name != "anchors_selective_copy":  # (anchors: its own)
+      raise ValueError(f"train.num_eval_batches at scale {scale!r} has no entry for task "
+                       f"{task!r} (sweep {name}); it holds {sorted(batches)}.")
+    batches = batches.get(task, 1)
+  config.num_eval_batches = batches
   budget = "recurrent_steps" if recurrent else "parallel_steps"
   if name == "extrapolation":  # its own task and budget (a task that needs positions)
     config.num_train_steps = SCALES[scale]["extrapolation"][budget]
@@ -784,9 +813,9 @@ def _sweep_members(name: str, scale: str) -> list[dict]:
   if name == tuning.SWEEP:
     return _learning_rate_members(scale)
   if name == "capacity":
-    return _capacity_members(table, scale)
+    return _capacity_members(capacity_models(scale), scale)
   if name == "capacity_copy":
-    return _long_copy_members(table, scale)
+    return _long_copy_members(capacity_models(scale), scale)
   if name == "anchors_selective_copy":
     return _anchor_members(scale)
   copy_length = _task("copy").copy_length
@@ -806,6 +835,21 @@ def _sweep_members(name: str, scale: str) -> list[dict]:
   longest = extrapolation_task_settings(scale).at_distance(
       max(s["extrapolation"]["eval_distances"])).seq_len
   return _members(extrapolation_variants(scale), longest, task, max_len=True)
+
+
+def capacity_models(scale: str) -> tuple[str, ...]:
+  """The models of the capacity sweeps at `scale`: its study models, or the named subset.
+
+  Raises:
+    ValueError: capacity.models neither 'study' nor a tuple of the scale's study models.
+  """
+  chosen, table = SCALES[scale]["capacity"]["models"], study_models(scale)
+  if chosen == "study":
+    return table
+  if isinstance(chosen, str) or not chosen or not set(chosen) <= set(table):
+    raise ValueError(f"capacity.models={chosen!r} at scale {scale!r}: must be 'study' or a "
+                     f"tuple of the scale's models {table}.")
+  return tuple(n for n in table if n in chosen)
 
 
 def capacity_sizes(model: str, scale: str) -> list[dict]:

@@ -81,8 +81,9 @@ def test_quick_anchor_is_sized_for_this_cpu_and_covers_every_side():
   assert 32 <= quick["task"]["context_len"] <= 64 and 4 <= quick["task"]["copy_length"] <= 8
   assert roles["reference"] and all(quick["sizes"][n].get("num_layers") == 2
                                     for names in roles.values() for n in names)
-  # The selective side holds S6 and the minimal RNNs, the LTI side the LRU and the CNN: all
-  # recurrences linear in the state or convolutions of the table, whichever family.
+  # The selective side holds S6 (standard adds the minimal RNNs), the LTI side the LRU
+  # (standard adds the CNN): recurrences linear in the state or convolutions of the table.
+  assert "s6" in roles["selective"] and "lru" in roles["lti"]
   for name in (*roles["selective"], *roles["lti"]):
     assert models.entry(name).family in ("linear_recurrence", "convolution")
 
@@ -246,9 +247,12 @@ def _fake_runs(study: runner.Study, accuracy: dict[str, float]) -> None:
 
 
 def _study_with_runs(tmp_path, accuracy: dict[str, float]) -> runner.Study:
-  """A quick-scale anchors study whose runs are constructed by `_fake_runs`."""
-  study = runner.Study("quick", str(tmp_path), config=study_config,
+  """A standard-scale anchors study (all seven models; quick trains three) whose runs are
+  constructed by `_fake_runs`, each at the learning rate 1e-3."""
+  study = runner.Study("standard", str(tmp_path), config=study_config,
                        experiments={"anchors": anchors})
+  with open(study.learning_rates_file, "w") as f:
+    json.dump({"rates": dict.fromkeys(accuracy, 1e-3)}, f)
   _fake_runs(study, accuracy)
   return study
 
@@ -259,7 +263,7 @@ def test_section_on_constructed_runs_names_the_papers_numbers_and_its_verdict(
                                      "conv": 0.2, "transformer": 0.99, "lstm": 0.5})
   results = stats.json_ready(anchors.run(study))
   assert not results["failed_runs"] and len(results["runs"]) == 7
-  assert results["chance"] == 1 / 8 and results["setting"]["steps"] == 400
+  assert results["chance"] == 1 / 8 and results["setting"]["steps"] == 1500
   assert results["direction"]["outcome"] == "reproduced"
   assert set(results["spectra"]) == {"lru", "s6"}  # the models with a paper's init check
   assert all(s["pass"] for s in results["spectra"].values())
@@ -267,7 +271,7 @@ def test_section_on_constructed_runs_names_the_papers_numbers_and_its_verdict(
   cited_numbers_equal_results(verdict, results, {"0.9"})
   text = verdict.text
   assert "report 18.3% for S4 and 97.0% for S6 (no gate) at L = 4096 after 400000 steps" in text
-  assert "ours is much smaller: C = 32, M = 8, A = 8, 400 steps, chance 0.125" in text
+  assert "ours is much smaller: C = 64, M = 8, A = 8, 1500 steps, chance 0.125" in text
   assert "The direction of Mamba's Table 1 is reproduced at this scale" in text
   assert "every check passes" in text and "not reproduced here" in text
   table = anchors.tables(results)
@@ -281,7 +285,7 @@ def test_section_on_constructed_runs_names_the_papers_numbers_and_its_verdict(
   # The LRU solves it too at this small context: not reproduced, and the pair named.
   results["models"]["lru"]["accuracy"] = stats.seed_summary([0.96, 0.97, 0.98], examples=512)
   results["models"]["lru"]["status"] = "solved"
-  results["direction"] = anchors.direction(results["models"], study_config.anchor_models("quick"))
+  results["direction"] = anchors.direction(results["models"], study_config.anchor_models("standard"))
   against = anchors.verdict(results)
   cited_numbers_equal_results(against, results, {"0.9"})
   assert "is not reproduced at this scale" in against.text
@@ -310,11 +314,11 @@ def test_a_failed_direction_is_broken_down_one_selective_model_at_a_time(
       {**results["models"], "minlstm": {"accuracy": stats.seed_summary([0.6, 0.62, 0.64],
                                                                        examples=512),
                                         "status": "above chance"}},
-      study_config.anchor_models("quick"))
+      study_config.anchor_models("standard"))
   assert mixed["by_selective"]["minlstm"] == "undecided"  # overlaps the CNN's 0.62
   solved = dict(results, direction=anchors.direction(
       {n: m for n, m in results["models"].items() if n not in ("mingru", "minlstm")},
-      {**study_config.anchor_models("quick"), "selective": ("s6",)}))
+      {**study_config.anchor_models("standard"), "selective": ("s6",)}))
   assert "Model by model" not in anchors.verdict(solved).text
 
 
@@ -331,7 +335,7 @@ def test_section_names_the_solved_threshold_and_one_seed_models_apart(tmp_path, 
   results = stats.json_ready(results)
   results["models"]["mingru"]["status"] = anchors._status(results["models"]["mingru"]["accuracy"],
                                                           results["chance"])
-  results["direction"] = anchors.direction(results["models"], study_config.anchor_models("quick"))
+  results["direction"] = anchors.direction(results["models"], study_config.anchor_models("standard"))
   verdict = anchors.verdict(results)
   cited_numbers_equal_results(verdict, results, {"0.9"})
   assert "fewer than two finite seeds: minGRU" in verdict.text

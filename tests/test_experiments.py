@@ -31,7 +31,7 @@ from seqresearch import steps
 from seqresearch import sweep
 from seqresearch import train
 from seqresearch.models import registry
-from seqresearch.study import checkpoint_analysis, probes, restore, runner, variants
+from seqresearch.study import checkpoint_analysis, probes, restore, runner, stats, variants
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -105,8 +105,10 @@ def test_a_model_added_to_the_table_joins_the_study_with_no_study_file_edited(mo
   new = dataclasses.replace(models.entry("gru"), label="GRU twin", color="tab:olive")
   monkeypatch.setattr(registry, "MODELS", MappingProxyType({**registry.MODELS, "gru2": new}))
   monkeypatch.setattr(registry, "MODEL_NAMES", tuple(registry.MODELS))
-  # ... is trained by long_range at quick and full, timed by parallelism, counted by complexity.
-  for scale in ("quick", "full"):
+  # ... is trained by long_range at standard and full, timed by parallelism, counted by
+  # complexity (the quick scale names its models: it takes part there only when named).
+  assert "gru2" not in study_config.study_models("quick")
+  for scale in ("standard", "full"):
     assert "gru2" in study_config.study_models(scale)
     arg = f"sweep=long_range_copy,scale={scale}"
     if study_config.tunes(scale):  # its learning rate comes from the pilot, which has it too
@@ -129,6 +131,100 @@ def test_a_model_added_to_the_table_joins_the_study_with_no_study_file_edited(mo
   assert "gru2" not in study_config.study_models("smoke") and "rnn" in families.values()
 
 
+def test_a_scale_may_name_its_models_in_table_order_and_a_wrong_name_is_one_line():
+  assert variants.table_models(("transformer", "lstm")) == ("lstm", "transformer")
+  with pytest.raises(ValueError, match=r"models=\('s4',\): \['s4'\] not in the table"):
+    variants.table_models(("s4",))
+  with pytest.raises(ValueError, match=r"models=\(\): empty"):
+    variants.table_models(())
+  with pytest.raises(ValueError, match="must be 'all', 'one_per_family' or a tuple"):
+    variants.table_models("every")
+
+
+def test_the_quick_scale_smokes_every_claim_with_a_few_models():
+  """Quick (<= 20 min on 2 cores) keeps one contestant for each claim the report tests."""
+  quick = study_config.SCALES["quick"]
+  table = study_config.study_models("quick")
+  # The essay's two sides and every family of the table (Table 1's rows).
+  assert {"lstm", "transformer"} <= set(table)
+  assert {models.entry(n).family for n in table} == {
+      models.entry(n).family for n in models.names()}
+  assert len(table) < len(models.names())  # a subset: the full table is standard's
+  # Copy within and beyond local attention's reach (layers x (window - 1)), and a distance
+  # the long-range verdict reads (>= 50).
+  copy_length = copy_config.get_config().task.copy_length
+  distances = [d + copy_length for d in quick["long_range"]["copy_delays"]]
+  local = models.model_config("local_attention")
+  reach = quick["train"]["sizes"]["attention"]["num_layers"] * (local.window - 1)
+  assert min(distances) <= reach < max(distances) and max(distances) >= 50
+  # Anchors: a selective and a linear time-invariant layer, and a reference.
+  roles = study_config.anchor_models("quick")
+  assert all(roles[r] for r in study_config.ANCHOR_ROLES)
+  # Capacity: a recurrence, a linear recurrence and attention, each at two state sizes.
+  chosen = study_config.capacity_models("quick")
+  assert {variants.variant(n).family for n in chosen} >= {"recurrent", "linear_recurrence",
+                                                          "attention"}
+  assert len(quick["capacity"]["sizes"]["recurrent"]) >= 2
+  # Its run count, as timed against its 20 minutes (README): a model or sweep added to the
+  # quick scale shows up here first.
+  runs = sum(len(study_config.get_sweep(f"sweep={s},scale=quick"))
+             for s in study_config.SWEEPS)
+  assert runs <= 43, runs
+
+
+def test_the_study_starts_its_longest_runs_first(tmp_path):
+  ranked = sorted((r for name in study_config.SWEEPS for r in _study("quick", tmp_path).runs(name)),
+                  key=runner._cost_rank, reverse=True)
+  first = ranked[0]
+  assert first.model in ("conv", "transformer", "local_attention")
+  assert dict(first.overrides)["task.max_delay"] == max(
+      study_config.SCALES["quick"]["long_range"]["copy_delays"])
+  # The anchors' S6 (400 steps at length 40) before every short MQAR run: ranked by a distance
+  # field it does not have, it once started last and ran alone.
+  s6 = next(i for i, r in enumerate(ranked) if r.model == "s6")
+  assert s6 < min(i for i, r in enumerate(ranked) if "task.num_pairs" in dict(r.overrides))
+  assert runner._cost_rank(dataclasses.replace(first, config={})) == 0  # no config: last
+
+
+def test_every_quick_cell_has_500_evaluation_examples_with_fewer_batches_per_task():
+  quick = study_config.SCALES["quick"]
+  size = quick["train"]["eval_batch_size"]
+
+  def examples(model, sweep):
+    config = study_config.get_config(f"{model},sweep={sweep},scale=quick")
+    assert config.eval_batch_size == size
+    return config.eval_batch_size * config.num_eval_batches
+
+  # Copy and MQAR: one distance or K per run; agreement: per distance (bins of one);
+  # long copy: per bin of lengths.
+  assert examples("lstm", "long_range_copy") >= stats.MIN_EXAMPLES
+  assert examples("transformer", "capacity") >= stats.MIN_EXAMPLES
+  low, high = quick["long_range"]["agreement_distances"]
+  assert examples("lstm", "long_range_agreement") / (high - low + 1) >= stats.MIN_EXAMPLES
+  lo, hi = quick["capacity"]["long_copy"]["lengths"]
+  per_length = examples("mingru", "capacity_copy") / (hi - lo + 1)
+  for a, b in stats.distance_bins(lo, hi, quick["capacity"]["long_copy"]["bin_width"]):
+    assert per_length * (b - a + 1) >= stats.MIN_EXAMPLES, (a, b)
+  # Fewer batches where one cell is scored: copy evaluates 11 times fewer than agreement.
+  assert examples("lstm", "long_range_copy") < examples("lstm", "long_range_agreement")
+
+
+def test_per_task_evaluation_batches_name_a_missing_task_and_capacity_models_are_checked(
+    monkeypatch):
+  train = dict(study_config.SCALES["quick"]["train"])
+  monkeypatch.setitem(study_config.SCALES["quick"], "train",
+                      {**train, "num_eval_batches": {"agreement": 22}})
+  with pytest.raises(ValueError, match=r"train.num_eval_batches at scale 'quick' has no entry "
+                                       r"for task 'copy' \(sweep long_range_copy\)"):
+    study_config.get_config("lstm,sweep=long_range_copy,scale=quick")
+  capacity = dict(study_config.SCALES["quick"]["capacity"])
+  for wrong in (("s6",), (), "all"):  # not a quick model, empty, not 'study'
+    monkeypatch.setitem(study_config.SCALES["quick"], "capacity", {**capacity, "models": wrong})
+    with pytest.raises(ValueError, match=r"capacity.models=.* at scale 'quick': must be"):
+      study_config.get_sweep("sweep=capacity,scale=quick")
+  assert study_config.capacity_models("standard") == study_config.study_models("standard")
+
+
 def test_variants_derive_label_colour_and_kind_from_the_table():
   chrono = variants.variant("lstm_chrono")
   assert chrono.label == "LSTM (chrono init)" and chrono.color == models.entry("lstm").color
@@ -149,9 +245,9 @@ def test_study_config_rejects_unknown_sweep_and_scale(tmp_path):
     _study("huge", tmp_path)
 
 
-def test_study_config_reads_task_constants_from_the_task_configs():
+def test_study_config_reads_task_constants_from_the_task_configs(tmp_path):
   copy_length = copy_config.get_config().task.copy_length
-  members = study_config.get_sweep("sweep=long_range_copy,scale=quick")
+  members = study_config.get_sweep(_sweep_arg("long_range_copy", "standard", tmp_path))
   chrono = [m for m in members if m.get("model.lstm_init") == "chrono"]
   assert chrono and all(m["model.chrono_max_len"] == m["task.max_delay"] + 2 * copy_length
                         for m in chrono)
@@ -430,17 +526,19 @@ def test_long_range_tables_name_each_models_size_parameters_and_state():
 
 
 @pytest.mark.parametrize("scale", tuple(study_config.SCALES))
-def test_capacity_sweep_runs_every_study_model_at_growing_states_and_one_length(scale,
-                                                                                tmp_path):
+def test_capacity_sweep_runs_every_capacity_model_at_growing_states_and_one_length(scale,
+                                                                                   tmp_path):
   from configs import mqar as mqar_config  # pylint: disable=g-import-not-at-top
   from seqresearch.study import state_size  # pylint: disable=g-import-not-at-top
   members = study_config.get_sweep(_sweep_arg("capacity", scale, tmp_path))
   capacity = study_config.SCALES[scale]["capacity"]
-  assert {m["model"] for m in members} == set(study_config.study_models(scale))
+  chosen = study_config.capacity_models(scale)  # the scale's models, or quick's named few
+  assert {m["model"] for m in members} == set(chosen)
+  assert set(chosen) <= set(study_config.study_models(scale))
   assert {m["task.length"] for m in members} == {capacity["length"]}
   assert all(m[f"task.{k}"] == v for m in members for k, v in capacity["task"].items())
   assert len(capacity["pairs"]) >= 2
-  for model in study_config.study_models(scale):
+  for model in chosen:
     config = study_config.get_config(f"{model},sweep=capacity,scale={scale}")
     assert config.task.name == mqar_config.get_config().task.name
     states = []

@@ -105,14 +105,31 @@ def variant(name: str) -> Variant:
                    f"{tuple(EXTRA)}.")
 
 
-def table_models(which: str) -> tuple[str, ...]:
-  """The table's models a scale compares: 'all', or 'one_per_family' (the first of each)."""
-  if which == "all":
-    return models.names()
-  if which == "one_per_family":
-    families = dict.fromkeys(models.entry(n).family for n in models.names())
-    return tuple(models.names(family)[0] for family in families)
-  raise ValueError(f"models={which!r}: must be 'all' or 'one_per_family'.")
+def table_models(which: str | Iterable[str]) -> tuple[str, ...]:
+  """The table's models a scale compares, in table order.
+
+  Args:
+    which: 'all'; 'one_per_family' (the first of each family); or a sequence of table model
+      names (a scale that compares a chosen subset: a model added to the table then takes
+      part only where it is named).
+
+  Raises:
+    ValueError: another string, an empty sequence, or a name that is not a table model.
+  """
+  if isinstance(which, str):
+    if which == "all":
+      return models.names()
+    if which == "one_per_family":
+      families = dict.fromkeys(models.entry(n).family for n in models.names())
+      return tuple(models.names(family)[0] for family in families)
+    raise ValueError(f"models={which!r}: must be 'all', 'one_per_family' or a tuple of table "
+                     f"models {models.names()}.")
+  chosen = tuple(which)
+  unknown = [n for n in chosen if n not in models.names()]
+  if not chosen or unknown:
+    raise ValueError(f"models={chosen!r}: {'empty' if not chosen else f'{unknown} not in the table'}"
+                     f"; a tuple of table models {models.names()} is allowed.")
+  return tuple(n for n in models.names() if n in chosen)
 
 
 def ordered(names: Iterable[str]) -> list[str]:
