@@ -27,12 +27,13 @@ Which models: every model of `seqresearch.models.MODELS` ('all': standard, full)
 model of each family ('one_per_family': smoke), or a named tuple of table models (quick, sized
 to its 20 minutes), plus the explicit variants of a table model named per experiment
 (`seqresearch.study.variants.EXTRA`: lstm_chrono, transformer_learned, ...). A model added to
-the table takes part at 'all' scales with nothing edited here: its sizes are those of its
-family below, or of "other" for a family not listed (at the smoke scale: its table `tiny`).
+the table takes part at standard and full with nothing edited here (at smoke too if it opens
+a new family; at quick only once named): its sizes are those of its family below, or of
+"other" for a family not listed (at the smoke scale: its table `tiny`).
 
 Scales:
   smoke     tiny models and tens of steps: checks the pipeline only (a banner, no verdicts).
-  quick     the whole report in under 20 minutes on a 2-core CPU (43 runs; 19 min 6 s idle,
+  quick     the whole report in under 20 minutes on a 2-core CPU (43 runs; 1142 s idle,
             2026-11-30), with five models of the table (every family); shows each effect's
             direction.
   standard  what the conclusions rest on without an accelerator: 5 seeds, tuned learning rates,
@@ -207,9 +208,11 @@ SCALES = {
             # analysis evaluates each distance with extrapolation.num_eval_batches.)
             "num_eval_batches": {"copy": 2, "agreement": 22, "mqar": 2, "long_copy": 6,
                                  "induction": 2},
-            # Timed whole on the idle 2-core CPU (2026-11-30): 43 runs trained in 15 min 27 s
-            # (copy at distance 50: Transformer and local attention about 110 s each; MQAR and
-            # long copy 20-45 s), the analyses 3 min 38 s. Shows the direction only.
+            # Timed whole on the idle 2-core CPU (2026-11-30; REPORT.md's header): 1142 s, of
+            # which training the 43 runs 922 s (copy at distance 50: Transformer 107 s, local
+            # attention 101 s; MQAR and long copy 14-38 s each). Agreement: 1000 recurrent
+            # steps (1500 before, with the same outcome: the LSTM learns in 2 of 3 seeds).
+            # Shows the direction only.
             "recurrent_steps": {"copy": 600, "agreement": 1000, "mqar": 300, "long_copy": 300},
             "parallel_steps": {"copy": 400, "agreement": 300, "mqar": 200, "long_copy": 200},
             "warmup_steps": 30,

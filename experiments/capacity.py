@@ -1,10 +1,11 @@
 """Question 7: is recall accuracy explained by how much a model holds (its state size)?
 
 Runs (configs/study.py): the `capacity` sweep — multi-query associative recall (MQAR, Arora et
-al. 2023, "Zoology"; configs/mqar.py) with K key-value pairs, one run per table model, model
-size (two or more per family, `capacity.sizes`) and K (`capacity.pairs`), every K at the same
-sequence length so only the information to hold varies; and the `capacity_copy` sweep — copying
-long strings (Jelassi et al. 2024; configs/long_copy.py), one run per table model and size,
+al. 2023, "Zoology"; configs/mqar.py) with K key-value pairs, one run per capacity model (the
+scale's models, or the subset `capacity.models` names), model size (two or more per family,
+`capacity.sizes`) and K (`capacity.pairs`), every K at the same sequence length so only the
+information to hold varies; and the `capacity_copy` sweep — copying long strings (Jelassi et
+al. 2024; configs/long_copy.py), one run per capacity model and size,
 strings of every length L in `capacity.long_copy.lengths`, so accuracy against L per state size.
 Analysis: each run's final accuracy per seed (summary.json `eval_by_seed`), mean and 95%
 interval over seeds combined with the binomial one; the state each size gives, in floats

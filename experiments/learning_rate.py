@@ -34,8 +34,10 @@ def _rate(run) -> float:
 
 
 def run(study: runner.Study) -> dict[str, Any]:
-  if not study.tunes:
-    table = study.config.study_models(study.scale)
+  if not study.tunes:  # every model trained at this scale, the anchors' own ones included
+    anchors = study.config.anchor_models(study.scale).values()
+    table = variants.ordered({*study.config.study_models(study.scale),
+                              *(n for names in anchors for n in names)})
     return {"tuned": False, "rates": {n: models.entry(n).learning_rate for n in table},
             "runs": [], "failed_runs": []}
   runs = study.runs(tuning.SWEEP)

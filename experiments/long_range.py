@@ -1,8 +1,9 @@
 """Question 1: does accuracy fall with dependency distance for recurrent models, not for attention?
 
 Runs (configs/study.py):
-  long_range_copy       one run per variant (every model of the table, plus explicit variants
-                        such as the LSTM with chrono init) and copy delay T (distance T + L).
+  long_range_copy       one run per variant (every model the scale compares, plus explicit
+                        variants such as the LSTM with chrono init) and copy delay T
+                        (distance T + L).
   long_range_agreement  one run per variant over a range of subject-verb distances with 0 ..
                         max_nouns attractors (balanced: no shortcut beats chance).
 Analysis: each run's final evaluation per seed (summary.json `eval_by_seed`): accuracy by

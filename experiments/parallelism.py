@@ -358,7 +358,7 @@ def verdict(results: dict[str, Any]) -> verdicts.Verdict:
         f"cores) at load average {v.number('load_average_before.0', '.1f')} before and "
         f"{v.number('load_average_after.0', '.1f')} after. The test in each cell (n, d): the "
         "fastest attention model against the fastest recurrent one of Table 1's rows timed "
-        f"here ({', '.join(rows)}), told apart only where "
+        f"here ({', '.join(rows) or 'none'}), told apart only where "
         "the [min, max] ranges of their timed calls (and of the FLOP rates they give) do not "
         "overlap; time ratio = FLOP ratio / FLOP-rate ratio.")
   found: dict[str, list[str]] = {cause: [] for cause in CAUSES}

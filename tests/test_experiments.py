@@ -160,7 +160,8 @@ def test_the_quick_scale_smokes_every_claim_with_a_few_models():
   # Anchors: a selective and a linear time-invariant layer, and a reference.
   roles = study_config.anchor_models("quick")
   assert all(roles[r] for r in study_config.ANCHOR_ROLES)
-  # Capacity: a recurrence, a linear recurrence and attention, each at two state sizes.
+  # Capacity: a recurrence, a linear recurrence and attention (their growing state sizes:
+  # test_capacity_sweep_runs_every_capacity_model_at_growing_states_and_one_length).
   chosen = study_config.capacity_models("quick")
   assert {variants.variant(n).family for n in chosen} >= {"recurrent", "linear_recurrence",
                                                           "attention"}
@@ -172,7 +173,7 @@ def test_the_quick_scale_smokes_every_claim_with_a_few_models():
   assert runs <= 43, runs
 
 
-def test_the_study_starts_its_longest_runs_first(tmp_path):
+def test_the_study_starts_runs_by_trained_tokens_most_first(tmp_path):
   ranked = sorted((r for name in study_config.SWEEPS for r in _study("quick", tmp_path).runs(name)),
                   key=runner._cost_rank, reverse=True)
   first = ranked[0]

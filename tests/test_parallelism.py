@@ -219,3 +219,12 @@ def test_run_times_every_model_at_every_width_and_length(tmp_path, monkeypatch,
   paths = parallelism.figures(results, str(tmp_path / "figures"))
   assert len(paths) == 2
   assert "Width d = 16" in parallelism.tables(results)
+
+
+def test_with_no_table1_recurrence_timed_the_verdict_says_none():
+  results = _results(_rows([5.0, 40.0, 400.0], 1.0, [0.1, 0.8, 16.0], [1, 1, 1]),
+                     _rows([30.0, 40.0, 100.0], 1.0, [0.5, 4.0, 16.0], [1, 1, 1]))
+  results["models"]["mingru"] = results["models"].pop("lstm")  # a linear recurrence only
+  results["comparisons"] = parallelism.compare(results["models"], [32, 128, 512], [32, 128])
+  text = parallelism.verdict(results).text
+  assert "the fastest recurrent one of Table 1's rows timed here (none)" in text

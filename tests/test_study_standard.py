@@ -219,6 +219,11 @@ def test_an_untuned_scale_says_its_models_train_at_their_table_rates(tmp_path):
   module = study.experiments["learning_rate"]
   results = module.run(study)
   assert results["rates"]["lstm"] == models.entry("lstm").learning_rate
+  # Every model the scale trains: its compared models and its anchors' own (quick: S6, LRU).
+  trained = {*study_config.study_models("quick"),
+             *(n for names in study_config.anchor_models("quick").values() for n in names)}
+  assert set(results["rates"]) == trained and {"s6", "lru"} <= trained
+  assert results["rates"]["s6"] == models.entry("s6").learning_rate
   verdict = module.verdict(results)
   assert "table learning rate" in verdict.text and verdict.cited
   assert variants.variant("lstm").label in module.tables(results)
