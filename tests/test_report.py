@@ -497,6 +497,8 @@ def test_restate_derives_verdicts_anew_from_saved_results_without_rerunning_anyt
   text = open(path).read()
   assert "**Verdict.** New rule: 0.50." in text and "Old rule" not in text
   assert "verdicts restated" in text and "nothing trained, analysed or timed" in text
+  # The saved analysis times are a sum over sections that ran side by side, not a wall time.
+  assert "s summed over the sections, which run side by side)" in text
   assert calls == ["run"]  # the analysis did not run again
   saved = json.loads((tmp_path / "q" / report.RESULTS_FILE).read_text())
   assert saved["verdict"]["text"] == "New rule: 0.50." and saved["x"] == 0.5

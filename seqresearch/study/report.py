@@ -183,7 +183,8 @@ def render(study: Study, modules: dict[str, Any], results: dict[str, dict[str, A
     analysis = sum(r.get("analysis_seconds") or 0.0 for r in results.values())
     timing = (f"Scale `{study.scale}`, verdicts restated {now} on {environment()} from the "
               f"saved results of each section (`--restate`: nothing trained, analysed or "
-              f"timed again; the analyses as saved took {analysis:.0f} s).")
+              f"timed again; the analyses as saved took {analysis:.0f} s summed over the "
+              f"sections, which run side by side).")
   else:
     timing = (f"Scale `{study.scale}`, generated {now} on {environment()}. Wall time "
               f"{total_seconds:.0f} s (training {train_seconds:.0f} s; finished runs are "
