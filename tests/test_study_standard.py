@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -227,3 +229,67 @@ def test_an_untuned_scale_says_its_models_train_at_their_table_rates(tmp_path):
   verdict = module.verdict(results)
   assert "table learning rate" in verdict.text and verdict.cited
   assert variants.variant("lstm").label in module.tables(results)
+
+
+# ---------------------------------------------------------------- beyond the grid's edge
+
+
+def test_beyond_edge_continues_the_grid_one_step_on_the_chosen_side():
+  grid = {"0.0003": 0.5, "0.001": 0.4, "0.003": 0.3}
+  scores = {"top": grid, "bottom": grid, "inside": grid, "one": {"0.001": 0.1}}
+  chosen = {"top": 3e-3, "bottom": 3e-4, "inside": 1e-3, "one": 1e-3}
+  # Step sqrt(10) on the 1-3-10 ladder: 3e-3 -> 1e-2, 3e-4 -> 1e-4; inside or a single rate:
+  # nothing to extend.
+  assert tuning.beyond_edge(scores, chosen) == {"top": 1e-2, "bottom": 1e-4}
+  doubling = {"0.001": 1.0, "0.002": 0.5, "0.004": 0.2}
+  assert tuning.beyond_edge({"v": doubling}, {"v": 4e-3}) == {"v": 1e-2}  # 8e-3 -> 1e-2
+  assert tuning.beyond_edge({"v": doubling}, {"v": 1e-3}) == {"v": 3e-4}  # 5e-4 -> 3e-4
+
+
+EDGE_SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                           "scripts", "learning_rate_edge.py")
+
+
+def _summary(path: str, losses: list[float | None]) -> None:
+  os.makedirs(path, exist_ok=True)
+  workdir_lib.write_json(os.path.join(path, workdir_lib.SUMMARY_FILE), {
+      "eval_by_seed": {str(i): (None if x is None else {"loss": x, "accuracy": 0.9})
+                       for i, x in enumerate(losses)}})
+
+
+def test_learning_rate_edge_scores_the_rate_beyond_and_says_whether_it_would_be_chosen(
+    tmp_path):
+  study = _study(tmp_path, names=("learning_rate",))
+  runs = {study.variant(r): r for r in study.runs(tuning.SWEEP)
+          if dict(r.overrides)["optimizer.learning_rate"] == 3e-3}
+  # The GRU chose the top rate and does better beyond it; the Transformer chose it and one
+  # seed diverges beyond it; the LSTM chose 1e-3 (inside the grid): not trained again.
+  rates = {"gru": 3e-3, "transformer": 3e-3, "lstm": 1e-3}
+  grid = {"0.0003": 0.6, "0.001": 0.5, "0.003": 0.4}
+  workdir_lib.write_json(tuning.path(str(tmp_path)), {
+      "criterion": tuning.CRITERION, "rates": rates, "scores": dict.fromkeys(rates, grid)})
+  for name, losses in (("gru", [0.4, 0.4]), ("transformer", [0.1, 0.1])):
+    _summary(runs[name].workdir, losses)
+    workdir_lib.write_json(os.path.join(runs[name].workdir, workdir_lib.CONFIG_FILE),
+                           runs[name].config)
+  edge = tmp_path / "runs" / "learning_rate_edge"
+  _summary(str(edge / "gru-lr0.01"), [0.2, 0.3])  # finished: reused, not trained here
+  _summary(str(edge / "transformer-lr0.01"), [0.05, None])
+  result = subprocess.run([sys.executable, EDGE_SCRIPT, f"--workdir={tmp_path}"],
+                          capture_output=True, text=True)
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert "gru: score 0.4 at 0.003, 0.25 at 0.01: the wider grid would choose it" in result.stdout
+  assert "transformer: score 0.1 at 0.003, inf at 0.01: the chosen rate stands" in result.stdout
+  out = workdir_lib.read_json(str(tmp_path / "learning_rate_edge.json"))
+  assert set(out["variants"]) == {"gru", "transformer"}
+  assert out["variants"]["gru"]["moves"] and not out["variants"]["transformer"]["moves"]
+  assert out["variants"]["transformer"]["score_beyond"] is None  # inf: strict JSON
+
+
+def test_learning_rate_edge_without_chosen_rates_is_one_line_and_exit_status_2(tmp_path):
+  result = subprocess.run([sys.executable, EDGE_SCRIPT, f"--workdir={tmp_path}"],
+                          capture_output=True, text=True)
+  assert result.returncode == 2, result.stderr[-2000:]
+  assert result.stderr.strip().splitlines() == [
+      f"error: --workdir={tmp_path}: no chosen learning rates ({tuning.FILE}) of a scale that "
+      f"tunes; run its '{tuning.SWEEP}' piece first."]

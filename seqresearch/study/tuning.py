@@ -85,3 +85,29 @@ def read_rates(file: str) -> dict[str, float]:
       for v in rates.values()):
     raise ValueError(f"learning_rates={file}: must hold {{'rates': {{variant: rate > 0}}}}.")
   return {k: float(v) for k, v in rates.items()}
+
+
+def beyond_edge(scores: Mapping[str, Mapping[str, float]],
+                rates: Mapping[str, float]) -> dict[str, float]:
+  """{variant: the next rate beyond its grid} for each variant that chose an edge of the grid.
+
+  One grid step further on the chosen side, the step being the grid's mean ratio between
+  neighbours, snapped to the 1-3-10 ladder of learning-rate grids: the grid 3e-4, 1e-3, 3e-3
+  (step sqrt(10)) continues to 1e-2 above and 1e-4 below. A variant with fewer than two rates
+  tried, or whose choice lies inside the grid, is left out.
+
+  Args:
+    scores: {variant: {repr(rate): score}} as in the chosen-rates file (`choose_all`).
+    rates: {variant: chosen rate}.
+  """
+  out = {}
+  for variant, chosen in rates.items():
+    grid = sorted(float(r) for r in scores.get(variant, {}))
+    if len(grid) < 2 or grid[0] < chosen < grid[-1]:
+      continue
+    step = (grid[-1] / grid[0]) ** (1 / (len(grid) - 1))
+    raw = grid[-1] * step if chosen == grid[-1] else grid[0] / step
+    decade = 10.0 ** math.floor(math.log10(raw))
+    nearest = min((decade * m for m in (1, 3, 10)), key=lambda c: abs(math.log(c / raw)))
+    out[variant] = float(f"{nearest:.1g}")
+  return out
