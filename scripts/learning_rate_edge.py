@@ -59,9 +59,12 @@ def main(argv: list[str]) -> int:
   try:
     study = runner.Study(_SCALE.value, workdir, config=study_config,
                          experiments=experiments.modules(("learning_rate",)))
+    if not study.tunes:
+      raise ValueError(f"--scale={_SCALE.value}: does not tune (its learning_rate.rates holds "
+                       "fewer than two rates): no grid has an edge.")
     chosen = workdir_lib.read_json(tuning.path(workdir)) if os.path.isfile(
         tuning.path(workdir)) else None
-    if not study.tunes or chosen is None:
+    if chosen is None:
       raise ValueError(f"--workdir={workdir}: no chosen learning rates ({tuning.FILE}) of a "
                        f"scale that tunes; run its '{tuning.SWEEP}' piece first.")
     edge = tuning.beyond_edge(chosen["scores"], chosen["rates"])

@@ -293,3 +293,8 @@ def test_learning_rate_edge_without_chosen_rates_is_one_line_and_exit_status_2(t
   assert result.stderr.strip().splitlines() == [
       f"error: --workdir={tmp_path}: no chosen learning rates ({tuning.FILE}) of a scale that "
       f"tunes; run its '{tuning.SWEEP}' piece first."]
+  result = subprocess.run([sys.executable, EDGE_SCRIPT, f"--workdir={tmp_path}", "--scale=quick",
+                           "--skip=s7"], capture_output=True, text=True)
+  assert result.returncode == 2 and result.stderr.strip().splitlines() == [
+      "error: --scale=quick: does not tune (its learning_rate.rates holds fewer than two "
+      "rates): no grid has an edge."]
