@@ -80,7 +80,8 @@ def main(argv: list[str]) -> int:
   for run in pilot:
     variant = study.variant(run)
     overrides = dict(run.overrides)
-    if variant not in edge or overrides["optimizer.learning_rate"] != chosen["rates"][variant]:
+    if (variant not in edge or overrides["optimizer.learning_rate"] != chosen["rates"][variant]
+        or not run.finished):  # (an unfinished pilot run has no score to compare with)
       continue
     rate = edge[variant]
     new = dataclasses.replace(

@@ -264,7 +264,8 @@ def test_learning_rate_edge_scores_the_rate_beyond_and_says_whether_it_would_be_
           if dict(r.overrides)["optimizer.learning_rate"] == 3e-3}
   # The GRU chose the top rate and does better beyond it; the Transformer chose it and one
   # seed diverges beyond it; the LSTM chose 1e-3 (inside the grid): not trained again.
-  rates = {"gru": 3e-3, "transformer": 3e-3, "lstm": 1e-3}
+  # Local attention's pilot run never finished: nothing to compare, so it is left out.
+  rates = {"gru": 3e-3, "transformer": 3e-3, "lstm": 1e-3, "local_attention": 3e-3}
   grid = {"0.0003": 0.6, "0.001": 0.5, "0.003": 0.4}
   workdir_lib.write_json(tuning.path(str(tmp_path)), {
       "criterion": tuning.CRITERION, "rates": rates, "scores": dict.fromkeys(rates, grid)})
