@@ -9,8 +9,11 @@ with the settings below (PyTorch's steps gain alike: its nn.LSTM went from 52 to
 README "Benchmark", and tests/test_fast_paths.py for the fault count). 'keep' tells glibc never to use mmap for an allocation and never to
 trim the heap, so freed blocks are reused by the next step; the
 process then holds its peak memory until it exits, as an accelerator's allocator does.
-(Threads other than the one that allocates first get arenas of their own, which may still
-unmap very large blocks; the steps measured here run without page faults all the same.)
+(Threads other than the one that allocates first get malloc arenas of their own, and glibc
+still maps a block that does not fit such an arena's heap: a step that XLA's asynchronous
+dispatch runs on such a thread, more often on a loaded machine, may fault its temporaries in
+afresh. Under load, 7 of 30 steps did in the worst of six runs measured; the median step
+faulted in none.)
 
 The setting is process-wide and one-way ('system' leaves malloc as it is; it cannot undo an
 earlier 'keep'). It changes no number a run computes, only its speed and resident memory.
