@@ -29,6 +29,9 @@ from seqresearch.study.runner import Study
 
 RESULTS_FILE = "results.json"
 REPORT_FILE = "REPORT.md"
+# How the report was first written (when, where, wall and training seconds, which sections),
+# so that a restated REPORT.md still names the wall time of the run it restates.
+TIMING_FILE = "report_timing.json"
 FAILED_ANALYSES = "**Analyses that failed**"  # the line that names them, when any failed
 TITLE = "# Why attention beats RNNs/LSTMs — measured"
 SMOKE_BANNER = ("> **Pipeline check only.** This scale trains tiny models for tens of steps to "
@@ -114,7 +117,11 @@ def write_report(study: Study, names: Sequence[str] | None = None,
   outcomes.update({name: _analyse(study, name) for name in timed})
   results = {name: outcomes[name] for name in names if outcomes[name] is not None}
   failed = [name for name in names if outcomes[name] is None]
-  text = render(study, modules, results, train_seconds, time.time() - started, omitted)
+  timing = {"generated": f"{datetime.datetime.now():%Y-%m-%d %H:%M}",
+            "environment": environment(), "wall_seconds": time.time() - started,
+            "train_seconds": train_seconds, "experiments": list(modules)}
+  workdir_lib.write_json(os.path.join(study.workdir, TIMING_FILE), timing)
+  text = render(study, modules, results, train_seconds, timing["wall_seconds"], omitted)
   path = os.path.join(study.workdir, REPORT_FILE)
   with open(path + ".tmp", "w") as f:
     f.write(text)
@@ -161,7 +168,8 @@ def restate_report(study: Study, omitted: Sequence[str] = ()) -> str:
       saved["verdict"] = module.verdict(saved).to_json()
       stats.write_results(path, saved)
     results[name] = saved
-  text = render(study, modules, results, 0.0, time.time() - started, omitted, restated=True)
+  text = render(study, modules, results, 0.0, time.time() - started, omitted,
+                restated=_first_timing(study, list(modules)))
   path = os.path.join(study.workdir, REPORT_FILE)
   with open(path + ".tmp", "w") as f:
     f.write(text)
@@ -169,12 +177,28 @@ def restate_report(study: Study, omitted: Sequence[str] = ()) -> str:
   return path
 
 
+def _first_timing(study: Study, names: list[str]) -> dict[str, Any]:
+  """The saved timing of the report's first writing over the same sections, or {} (none saved,
+  e.g. a workdir from before the file existed, or one written for other sections). A damaged
+  file is named in a warning and not used: it only adds a line to the header."""
+  path = os.path.join(study.workdir, TIMING_FILE)
+  if not os.path.exists(path):
+    return {}
+  try:
+    timing = workdir_lib.read_json(path)
+  except ValueError as e:
+    print(f"warning: {e} The header leaves out the first wall time.", flush=True)
+    return {}
+  return timing if timing.get("experiments") == names else {}
+
+
 def render(study: Study, modules: dict[str, Any], results: dict[str, dict[str, Any]],
            train_seconds: float, total_seconds: float, omitted: Sequence[str] = (),
-           restated: bool = False) -> str:
+           restated: bool | dict[str, Any] = False) -> str:
   """REPORT.md from the experiments' results (no verdicts at a pipeline-check scale); the
   experiments in `omitted` are named as not in this report; `restated`: the verdicts were
-  derived anew from saved results (`restate_report`), which the header says."""
+  derived anew from saved results (`restate_report`), which the header says; a dict holds the
+  first writing's timing (`TIMING_FILE`), which the header then quotes."""
   out = [TITLE, ""]
   if study.smoke:
     out += [SMOKE_BANNER, ""]
@@ -185,6 +209,10 @@ def render(study: Study, modules: dict[str, Any], results: dict[str, dict[str, A
               f"saved results of each section (`--restate`: nothing trained, analysed or "
               f"timed again; the analyses as saved took {analysis:.0f} s summed over the "
               f"sections, which run side by side).")
+    if isinstance(restated, dict) and restated:
+      timing += (f" First generated {restated['generated']} on {restated['environment']}: "
+                 f"wall time {restated['wall_seconds']:.0f} s (training "
+                 f"{restated['train_seconds']:.0f} s).")
   else:
     timing = (f"Scale `{study.scale}`, generated {now} on {environment()}. Wall time "
               f"{total_seconds:.0f} s (training {train_seconds:.0f} s; finished runs are "
