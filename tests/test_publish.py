@@ -83,6 +83,30 @@ def test_the_copy_holds_the_report_and_exactly_what_it_links(tmp_path):
   assert not (out / "capacity").exists() and (out / "long_range" / "a.png").is_file()
 
 
+def test_every_model_keeps_its_own_colour_in_a_published_figure(tmp_path):
+  """Ten model lines over a colour gradient (a heatmap's worth of colours): each line keeps
+  its exact colour. Median cut alone gave minGRU's olive and local attention's orange one
+  colour in the standard report."""
+  from matplotlib import colors  # pylint: disable=g-import-not-at-top
+  from PIL import Image, ImageDraw  # pylint: disable=g-import-not-at-top
+  from seqresearch.models import registry  # pylint: disable=g-import-not-at-top
+  image = Image.new("RGB", (200, 120), "white")
+  draw = ImageDraw.Draw(image)
+  for x in range(200):  # a gradient that competes for the palette
+    draw.line([(x, 60), (x, 119)], fill=(x, 255 - x, (3 * x) % 256))
+  model_colours = [colors.to_hex(e.color) for e in registry.MODELS.values()]
+  for i, colour in enumerate(model_colours):
+    draw.line([(0, 2 + 5 * i), (199, 2 + 5 * i)], fill=colour, width=2)
+  _study(tmp_path / "study")
+  image.save(tmp_path / "study" / "long_range" / "a.png")
+  publish.publish(str(tmp_path / "study"), str(tmp_path / "out"))
+  with Image.open(tmp_path / "out" / "long_range" / "a.png") as copy:
+    rgb = copy.convert("RGB")
+    kept = [colors.to_hex([c / 255 for c in rgb.getpixel((100, 2 + 5 * i))])
+            for i in range(len(model_colours))]
+  assert kept == model_colours
+
+
 def test_a_missing_smoke_failed_broken_or_oversized_report_is_refused(tmp_path):
   with pytest.raises(ValueError, match="no REPORT.md"):
     publish.publish(str(tmp_path / "none"), str(tmp_path / "out"))

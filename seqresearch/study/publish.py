@@ -13,8 +13,8 @@ The copy is made small: results JSON is written compactly with every float round
 `SIGNIFICANT_DIGITS` significant digits (the metrics are float32, which holds about 7; every
 number the report prints has 4 or fewer) and without its "verdict" entry (REPORT.md holds
 that text and the results key of each of its numbers: a tenth of the JSON, repeated), and
-figures are re-encoded as `PNG_COLOURS`-colour palette PNGs (line plots keep their look at a
-third of the bytes).
+figures are re-encoded as palette PNGs: every model's colour exactly, plus `PNG_COLOURS`
+chosen by median cut (line plots keep their look at a third of the bytes).
 
 Refused (ValueError, one line) when the report is missing, is a pipeline check (smoke), lists
 failed analyses, would exceed `MAX_BYTES`, or when `out_dir` is empty, a file, the study
@@ -28,6 +28,7 @@ import os
 import re
 import shutil
 
+from seqresearch.models import registry
 from seqresearch.study import report
 from seqresearch.study import tuning
 
@@ -103,6 +104,15 @@ def _rounded(value):
   return value
 
 
+def _fixed_colours() -> list[tuple[int, int, int]]:
+  """Colours every published figure keeps exactly: each model's (one per model in every
+  figure), black and white. A palette chosen by median cut alone merged close ones (minGRU's
+  olive and local attention's orange became one orange in the standard report's figures)."""
+  from matplotlib import colors  # pylint: disable=g-import-not-at-top
+  names = [e.color for e in registry.MODELS.values()] + ["black", "white"]
+  return [tuple(round(255 * c) for c in colors.to_rgb(n)) for n in dict.fromkeys(names)]
+
+
 def _copy(source: str, dest: str) -> None:
   """Copies one file: JSON compactly (same values, no verdict), PNG as a palette image, others
   as is."""
@@ -116,9 +126,12 @@ def _copy(source: str, dest: str) -> None:
   elif source.endswith(".png"):
     from PIL import Image  # pylint: disable=g-import-not-at-top  (matplotlib's dependency)
     with Image.open(source) as image:
-      palette = image.convert("RGB").quantize(colors=PNG_COLOURS, dither=Image.Dither.NONE,
-                                              method=Image.Quantize.MEDIANCUT)
-      palette.save(dest, optimize=True)
+      rgb = image.convert("RGB")
+      adaptive = rgb.quantize(colors=PNG_COLOURS, dither=Image.Dither.NONE,
+                              method=Image.Quantize.MEDIANCUT).getpalette()[:3 * PNG_COLOURS]
+      palette = Image.new("P", (1, 1))
+      palette.putpalette([c for colour in _fixed_colours() for c in colour] + adaptive)
+      rgb.quantize(palette=palette, dither=Image.Dither.NONE).save(dest, optimize=True)
   else:
     shutil.copyfile(source, dest)
 
