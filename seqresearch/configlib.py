@@ -114,7 +114,9 @@ def parse_arg(arg: str | None, default_model: str = "lstm", **spec: type) -> Con
 
   Raises:
     ValueError: a bare word that is neither a model nor a declared flag (a misspelt model
-      name), a model given twice, a declared option with a value of the wrong type.
+      name), a model given twice, a declared option with a value of the wrong type, an `int`
+      option below 1 (every one is a count, length or distance; `distance=0` would otherwise
+      set a task's fixed_distance to 0, which means random distances).
 
   Example: parse_arg('transformer,delay=200,tiny', delay=int, tiny=bool)
     -> ConfigArg('transformer', {'delay': 200, 'tiny': True}, {}).
@@ -134,6 +136,9 @@ def parse_arg(arg: str | None, default_model: str = "lstm", **spec: type) -> Con
         options[key] = True
       else:
         options[key] = _convert(kind(), value, key)
+        if kind is int and options[key] < 1:  # 0 would be a task's "off" value, silently
+          raise ValueError(f"config argument {key}={options[key]}: must be an integer >= 1 "
+                           "(leave the option out for the config's default).")
     elif has_value:
       overrides[key] = value
     else:

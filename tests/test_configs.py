@@ -126,9 +126,26 @@ def test_options_given_with_tiny_are_applied(path, arg, fields, load_config):
 
 
 def test_delay_zero_with_tiny_is_refused_not_dropped(load_config):
-  config = load_config("configs/copy.py", "lstm,tiny,delay=0")
+  with pytest.raises(ValueError, match=r"config argument delay=0: must be an integer >= 1"):
+    load_config("configs/copy.py", "lstm,tiny,delay=0")
+  config = load_config("configs/copy.py", "lstm,tiny,task.min_delay=0")  # the field itself
   with pytest.raises(ValueError, match=r"task.min_delay=0"):
     build.validate_run(config)
+
+
+@pytest.mark.parametrize("path,option", [
+    ("configs/copy.py", "delay"), ("configs/agreement.py", "distance"),
+    ("configs/induction.py", "distance"), ("configs/adding.py", "distance"),
+    ("configs/mqar.py", "distance"), ("configs/mqar.py", "pairs"),
+    ("configs/selective_copy.py", "distance"), ("configs/selective_copy.py", "context"),
+    ("configs/long_copy.py", "length")])
+def test_an_integer_option_below_one_is_refused_in_the_users_words(path, option, load_config):
+  """`distance=0` used to set fixed_distance = 0 (random distances) in induction, adding,
+  MQAR and selective copy: a run the user did not ask for, trained without a word."""
+  for value in (0, -3):
+    with pytest.raises(ValueError, match=rf"config argument {option}={value}: must be an "
+                                         r"integer >= 1 \(leave the option out"):
+      load_config(path, f"lstm,{option}={value}")
 
 
 @pytest.mark.parametrize("arg,words", [
