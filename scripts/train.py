@@ -1,7 +1,8 @@
 """Trains one run: python scripts/train.py --config=configs/copy.py:lstm --workdir=runs/copy-lstm
 
 Rerunning the same command resumes from the latest checkpoint; --restart moves the old run
-aside. Flags and behaviour: `seqresearch.train_cli` (`python scripts/train.py --help`).
+aside. Behaviour (resume, preemption, exit statuses): seqresearch/train_cli.py's docstring;
+`--help` lists the flags (and, as every absl program, exits with status 1).
 """
 
 import os
