@@ -6,6 +6,11 @@ Rerunning the same command resumes from the latest checkpoint; --restart moves t
 aside. The logic lives in `seqresearch.train.train_and_evaluate` (callable from a notebook);
 this module is the absl entry point, importable so that sweeps start runs with
 `python -m seqresearch.train_cli` whether or not the repository's scripts/ are at hand.
+
+Exit status: 0 trained and evaluated (the summary printed); 1 a fault of the run's files or
+machine (NaN/Inf loss, a damaged checkpoint, a full disk, a damaged metrics file: one line);
+2 a user's mistake (a bad flag or config value, a workdir in use: one line, before anything
+compiles); 143 stopped by SIGTERM (preemption) after saving a checkpoint: rerun to resume.
 """
 
 import sys
