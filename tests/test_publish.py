@@ -94,6 +94,9 @@ def test_every_model_keeps_its_own_colour_in_a_published_figure(tmp_path):
   draw = ImageDraw.Draw(image)
   for x in range(200):  # a gradient that competes for the palette
     draw.line([(x, 60), (x, 119)], fill=(x, 255 - x, (3 * x) % 256))
+  # A large patch a shade off the LSTM's blue: median cut takes it, and Pillow's palette
+  # lookup (reduced precision) would send the exact blue to it.
+  draw.rectangle([(0, 100), (199, 119)], fill=(29, 117, 178))
   model_colours = [colors.to_hex(e.color) for e in registry.MODELS.values()]
   for i, colour in enumerate(model_colours):
     draw.line([(0, 2 + 5 * i), (199, 2 + 5 * i)], fill=colour, width=2)

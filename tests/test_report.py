@@ -500,11 +500,12 @@ def test_restate_derives_verdicts_anew_from_saved_results_without_rerunning_anyt
   assert "verdicts restated" in text and "nothing trained, analysed or timed" in text
   # The saved analysis times are a sum over sections that ran side by side, not a wall time.
   assert "s summed over the sections, which run side by side)" in text
-  # The first writing's wall time stays in the header (saved beside REPORT.md).
+  # The last writing's wall time stays in the header (saved beside REPORT.md).
   timing = json.loads((tmp_path / report.TIMING_FILE).read_text())
   assert timing["experiments"] == ["q"] and timing["wall_seconds"] >= timing["train_seconds"]
-  assert (f"First generated {timing['generated']} on {timing['environment']}: wall time "
-          f"{timing['wall_seconds']:.0f} s (training {timing['train_seconds']:.0f} s).") in text
+  assert (f"Before restating: written {timing['generated']} on {timing['environment']}, "
+          f"wall time {timing['wall_seconds']:.0f} s (training {timing['train_seconds']:.0f} s).") \
+      in text
   assert calls == ["run"]  # the analysis did not run again
   saved = json.loads((tmp_path / "q" / report.RESULTS_FILE).read_text())
   assert saved["verdict"]["text"] == "New rule: 0.50." and saved["x"] == 0.5
@@ -517,11 +518,16 @@ def test_restate_derives_verdicts_anew_from_saved_results_without_rerunning_anyt
   # A timing file for other sections, or a damaged one, is not quoted (the damage is named).
   (tmp_path / report.TIMING_FILE).write_text(json.dumps({**timing, "experiments": ["other"]}))
   report.restate_report(study)
-  assert "First generated" not in open(path).read()
+  assert "Before restating" not in open(path).read()
   (tmp_path / report.TIMING_FILE).write_text('{"generated": ')
   report.restate_report(study)
-  assert "First generated" not in open(path).read() and "New rule" in open(path).read()
+  assert "Before restating" not in open(path).read() and "New rule" in open(path).read()
   assert "report_timing.json is not valid JSON" in capsys.readouterr().out
+  for damaged in ([], {**timing, "wall_seconds": "long"}, {"experiments": ["q"]}):
+    (tmp_path / report.TIMING_FILE).write_text(json.dumps(damaged))
+    report.restate_report(study)
+    assert "Before restating" not in open(path).read()
+    assert "report_timing.json does not hold" in capsys.readouterr().out
   (tmp_path / "q" / report.RESULTS_FILE).unlink()
   with pytest.raises(ValueError, match="no saved results for .*q/results.json"):
     report.restate_report(study)

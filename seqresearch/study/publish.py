@@ -28,6 +28,8 @@ import os
 import re
 import shutil
 
+import numpy as np
+
 from seqresearch.models import registry
 from seqresearch.study import report
 from seqresearch.study import tuning
@@ -127,11 +129,20 @@ def _copy(source: str, dest: str) -> None:
     from PIL import Image  # pylint: disable=g-import-not-at-top  (matplotlib's dependency)
     with Image.open(source) as image:
       rgb = image.convert("RGB")
+      fixed = _fixed_colours()
       adaptive = rgb.quantize(colors=PNG_COLOURS, dither=Image.Dither.NONE,
                               method=Image.Quantize.MEDIANCUT).getpalette()[:3 * PNG_COLOURS]
       palette = Image.new("P", (1, 1))
-      palette.putpalette([c for colour in _fixed_colours() for c in colour] + adaptive)
-      rgb.quantize(palette=palette, dither=Image.Dither.NONE).save(dest, optimize=True)
+      palette.putpalette([c for colour in fixed for c in colour] + adaptive)
+      index = np.array(rgb.quantize(palette=palette, dither=Image.Dither.NONE))
+      # Pillow matches colours at reduced precision, so a model's exact colour may land on a
+      # median-cut neighbour: pixels of a fixed colour get its own entry.
+      pixels = np.asarray(rgb)
+      for i, colour in enumerate(fixed):
+        index[(pixels == colour).all(axis=-1)] = i
+      out = Image.frombytes("P", rgb.size, index.astype(np.uint8).tobytes())
+      out.putpalette(palette.getpalette())
+      out.save(dest, optimize=True)
   else:
     shutil.copyfile(source, dest)
 

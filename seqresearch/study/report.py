@@ -29,8 +29,8 @@ from seqresearch.study.runner import Study
 
 RESULTS_FILE = "results.json"
 REPORT_FILE = "REPORT.md"
-# How the report was first written (when, where, wall and training seconds, which sections),
-# so that a restated REPORT.md still names the wall time of the run it restates.
+# How the report was last written by `write_report` (when, where, wall and training seconds,
+# which sections), so that a restated REPORT.md still names the wall time of what it restates.
 TIMING_FILE = "report_timing.json"
 FAILED_ANALYSES = "**Analyses that failed**"  # the line that names them, when any failed
 TITLE = "# Why attention beats RNNs/LSTMs — measured"
@@ -169,7 +169,7 @@ def restate_report(study: Study, omitted: Sequence[str] = ()) -> str:
       stats.write_results(path, saved)
     results[name] = saved
   text = render(study, modules, results, 0.0, time.time() - started, omitted,
-                restated=_first_timing(study, list(modules)))
+                restated=_written_timing(study, list(modules)))
   path = os.path.join(study.workdir, REPORT_FILE)
   with open(path + ".tmp", "w") as f:
     f.write(text)
@@ -177,19 +177,27 @@ def restate_report(study: Study, omitted: Sequence[str] = ()) -> str:
   return path
 
 
-def _first_timing(study: Study, names: list[str]) -> dict[str, Any]:
-  """The saved timing of the report's first writing over the same sections, or {} (none saved,
-  e.g. a workdir from before the file existed, or one written for other sections). A damaged
-  file is named in a warning and not used: it only adds a line to the header."""
+_TIMING_FIELDS = {"generated": str, "environment": str, "wall_seconds": (int, float),
+                  "train_seconds": (int, float), "experiments": list}
+
+
+def _written_timing(study: Study, names: list[str]) -> dict[str, Any]:
+  """The saved timing of the report's last writing (`write_report`), or {}: none saved (a
+  workdir from before the file existed), or saved for other sections (a later partial run
+  replaced it). A damaged file is named in a warning and not used: it only adds a line to the
+  header."""
   path = os.path.join(study.workdir, TIMING_FILE)
   if not os.path.exists(path):
     return {}
   try:
     timing = workdir_lib.read_json(path)
+    if not (isinstance(timing, dict) and all(isinstance(timing.get(k), kind)
+                                             for k, kind in _TIMING_FIELDS.items())):
+      raise ValueError(f"{path} does not hold {sorted(_TIMING_FIELDS)}; the file is damaged.")
   except ValueError as e:
-    print(f"warning: {e} The header leaves out the first wall time.", flush=True)
+    print(f"warning: {e} The header leaves out the wall time.", flush=True)
     return {}
-  return timing if timing.get("experiments") == names else {}
+  return timing if timing["experiments"] == names else {}
 
 
 def render(study: Study, modules: dict[str, Any], results: dict[str, dict[str, Any]],
@@ -198,7 +206,7 @@ def render(study: Study, modules: dict[str, Any], results: dict[str, dict[str, A
   """REPORT.md from the experiments' results (no verdicts at a pipeline-check scale); the
   experiments in `omitted` are named as not in this report; `restated`: the verdicts were
   derived anew from saved results (`restate_report`), which the header says; a dict holds the
-  first writing's timing (`TIMING_FILE`), which the header then quotes."""
+  timing of its last writing (`TIMING_FILE`), which the header then quotes."""
   out = [TITLE, ""]
   if study.smoke:
     out += [SMOKE_BANNER, ""]
@@ -210,8 +218,8 @@ def render(study: Study, modules: dict[str, Any], results: dict[str, dict[str, A
               f"timed again; the analyses as saved took {analysis:.0f} s summed over the "
               f"sections, which run side by side).")
     if isinstance(restated, dict) and restated:
-      timing += (f" First generated {restated['generated']} on {restated['environment']}: "
-                 f"wall time {restated['wall_seconds']:.0f} s (training "
+      timing += (f" Before restating: written {restated['generated']} on "
+                 f"{restated['environment']}, wall time {restated['wall_seconds']:.0f} s (training "
                  f"{restated['train_seconds']:.0f} s).")
   else:
     timing = (f"Scale `{study.scale}`, generated {now} on {environment()}. Wall time "
