@@ -518,7 +518,8 @@ def test_restate_derives_verdicts_anew_from_saved_results_without_rerunning_anyt
   # A timing file for other sections, or a damaged one, is not quoted (the damage is named).
   (tmp_path / report.TIMING_FILE).write_text(json.dumps({**timing, "experiments": ["other"]}))
   report.restate_report(study)
-  assert "Before restating" not in open(path).read()
+  text = open(path).read()
+  assert "Before restating" not in text and "verdicts restated" in text  # still restated
   (tmp_path / report.TIMING_FILE).write_text('{"generated": ')
   report.restate_report(study)
   assert "Before restating" not in open(path).read() and "New rule" in open(path).read()
@@ -526,8 +527,13 @@ def test_restate_derives_verdicts_anew_from_saved_results_without_rerunning_anyt
   for damaged in ([], {**timing, "wall_seconds": "long"}, {"experiments": ["q"]}):
     (tmp_path / report.TIMING_FILE).write_text(json.dumps(damaged))
     report.restate_report(study)
-    assert "Before restating" not in open(path).read()
+    text = open(path).read()
+    assert "Before restating" not in text and "verdicts restated" in text
     assert "report_timing.json does not hold" in capsys.readouterr().out
+  (tmp_path / report.TIMING_FILE).unlink()  # a workdir from before the file existed
+  report.restate_report(study)
+  text = open(path).read()
+  assert "Before restating" not in text and "verdicts restated" in text
   (tmp_path / "q" / report.RESULTS_FILE).unlink()
   with pytest.raises(ValueError, match="no saved results for .*q/results.json"):
     report.restate_report(study)

@@ -168,8 +168,8 @@ def restate_report(study: Study, omitted: Sequence[str] = ()) -> str:
       saved["verdict"] = module.verdict(saved).to_json()
       stats.write_results(path, saved)
     results[name] = saved
-  text = render(study, modules, results, 0.0, time.time() - started, omitted,
-                restated=_written_timing(study, list(modules)))
+  text = render(study, modules, results, 0.0, time.time() - started, omitted, restated=True,
+                written=_written_timing(study, list(modules)))
   path = os.path.join(study.workdir, REPORT_FILE)
   with open(path + ".tmp", "w") as f:
     f.write(text)
@@ -202,11 +202,11 @@ def _written_timing(study: Study, names: list[str]) -> dict[str, Any]:
 
 def render(study: Study, modules: dict[str, Any], results: dict[str, dict[str, Any]],
            train_seconds: float, total_seconds: float, omitted: Sequence[str] = (),
-           restated: bool | dict[str, Any] = False) -> str:
+           restated: bool = False, written: dict[str, Any] | None = None) -> str:
   """REPORT.md from the experiments' results (no verdicts at a pipeline-check scale); the
   experiments in `omitted` are named as not in this report; `restated`: the verdicts were
-  derived anew from saved results (`restate_report`), which the header says; a dict holds the
-  timing of its last writing (`TIMING_FILE`), which the header then quotes."""
+  derived anew from saved results (`restate_report`), which the header says; `written`: the
+  timing of the report's last writing (`TIMING_FILE`), which a restated header quotes."""
   out = [TITLE, ""]
   if study.smoke:
     out += [SMOKE_BANNER, ""]
@@ -217,10 +217,10 @@ def render(study: Study, modules: dict[str, Any], results: dict[str, dict[str, A
               f"saved results of each section (`--restate`: nothing trained, analysed or "
               f"timed again; the analyses as saved took {analysis:.0f} s summed over the "
               f"sections, which run side by side).")
-    if isinstance(restated, dict) and restated:
-      timing += (f" Before restating: written {restated['generated']} on "
-                 f"{restated['environment']}, wall time {restated['wall_seconds']:.0f} s (training "
-                 f"{restated['train_seconds']:.0f} s).")
+    if written:
+      timing += (f" Before restating: written {written['generated']} on "
+                 f"{written['environment']}, wall time {written['wall_seconds']:.0f} s (training "
+                 f"{written['train_seconds']:.0f} s).")
   else:
     timing = (f"Scale `{study.scale}`, generated {now} on {environment()}. Wall time "
               f"{total_seconds:.0f} s (training {train_seconds:.0f} s; finished runs are "
