@@ -33,9 +33,9 @@ a new family; at quick only once named): its sizes are those of its family below
 
 Scales:
   smoke     tiny models and tens of steps: checks the pipeline only (a banner, no verdicts).
-  quick     the whole report in under 20 minutes on a 2-core CPU (43 runs; 1142 s idle,
-            2026-11-30), with five models of the table (every family); shows each effect's
-            direction.
+  quick     the whole report in under 20 minutes on a 2-core CPU (43 runs; 989 s idle at
+            38e9152, 1142 s in an earlier run at load 0.95, 2026-11-30), with five models of
+            the table (every family); shows each effect's direction.
   standard  what the conclusions rest on without an accelerator: 5 seeds, tuned learning rates,
             agreement to distance 100; about 3 hours on a 2-core CPU, in resumable pieces
             (see its comment below).
@@ -208,9 +208,10 @@ SCALES = {
             # analysis evaluates each distance with extrapolation.num_eval_batches.)
             "num_eval_batches": {"copy": 2, "agreement": 22, "mqar": 2, "long_copy": 6,
                                  "induction": 2},
-            # Timed whole on the idle 2-core CPU (2026-11-30; REPORT.md's header): 1142 s, of
-            # which training the 43 runs 922 s (copy at distance 50: Transformer 107 s, local
-            # attention 101 s; MQAR and long copy 14-38 s each). Agreement: 1000 recurrent
+            # Timed whole on the 2-core CPU (2026-11-30; REPORT.md's header): 1142 s at load
+            # 0.95, of which training the 43 runs 922 s (copy at distance 50: Transformer
+            # 107 s, local attention 101 s; MQAR and long copy 14-38 s each); idle, at
+            # 38e9152, 989 s, training 792 s. Agreement: 1000 recurrent
             # steps (1500 before, with the same outcome: the LSTM learns in 2 of 3 seeds).
             # Shows the direction only.
             "recurrent_steps": {"copy": 600, "agreement": 1000, "mqar": 300, "long_copy": 300},

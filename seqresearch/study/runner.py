@@ -198,8 +198,9 @@ def _cost_rank(run: sweep.Run) -> int:
 
   Longest first keeps the `parallel` workers busy to the end. The proxy is coarse: per token
   (quick scale, idle CPU, compilation included) the Transformer's copy run took 46 µs, the
-  CNN's 20 µs, the LSTM's 11 µs and the anchors' S6 94 µs, which the proxy does not weigh; S6 then starts 14th of quick's 43 runs (ranked by the distance field it lacks,
-  it started last and ran alone for a minute), with shorter runs enough to fill both workers.
+  CNN's 20 µs, the LSTM's 11 µs and the anchors' S6 94 µs, which the proxy does not weigh;
+  S6 then starts 14th of quick's 43 runs (ranked by the distance field it lacks, it started
+  last and ran alone for a minute), with shorter runs enough to fill both workers.
   """
   config = run.config
   try:
